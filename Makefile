@@ -1,0 +1,52 @@
+# Everything a fresh clone needs: `make test` and `make demo` build .venv on first use.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+PYTEST_ARGS ?=
+
+.PHONY: help venv lint format types pytest test demo emulator constraints clean
+
+help:
+	@echo "make test       lint, types and the whole test suite (builds .venv on first use)"
+	@echo "make demo       start the emulator and run the demo against it"
+	@echo "make emulator   run the WhatsInfinity emulator on 127.0.0.1:8765"
+	@echo "make format     apply ruff's formatting and safe fixes"
+	@echo "make constraints  refresh constraints.txt from the current .venv"
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml constraints.txt
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -c constraints.txt -e ".[dev]"
+	@touch $(STAMP)
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: $(STAMP)
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
+
+types: $(STAMP)
+	$(VENV)/bin/mypy
+
+pytest: $(STAMP)
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+test: lint types pytest
+
+demo: $(STAMP)
+	$(PY) scripts/demo.py
+
+emulator: $(STAMP)
+	$(VENV)/bin/whatsinfinity-emulator --host 127.0.0.1 --port 8765
+
+# Pins every transitive dependency, so CI and a new machine install what the suite was last run with.
+constraints: $(STAMP)
+	$(PY) -m pip freeze --exclude-editable | grep -v '^airflow-provider-whatsinfinity' > constraints.txt
+
+clean:
+	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache build *.egg-info

@@ -1,5 +1,4 @@
-"""
-The emulator's HTTP face: the documented WhatsInfinity endpoints and the ``/_emulator`` control API.
+"""The emulator's HTTP face: the documented WhatsInfinity endpoints and the ``/_emulator`` control API.
 
 Request bodies are read and checked by hand rather than through pydantic models, so that every bad
 input gets the documented error shape with a message that names the field and what is wrong with it.
@@ -51,7 +50,14 @@ if TYPE_CHECKING:
 log = logging.getLogger("whatsinfinity.emulator")
 
 REQUEST_LOG_SIZE = 10_000
-JSON_TYPE_NAMES = {str: "string", int: "number", float: "number", bool: "boolean", list: "array", dict: "object"}
+JSON_TYPE_NAMES = {
+    str: "string",
+    int: "number",
+    float: "number",
+    bool: "boolean",
+    list: "array",
+    dict: "object",
+}
 
 
 def _type_name(value: object) -> str:
@@ -59,8 +65,7 @@ def _type_name(value: object) -> str:
 
 
 def success(request: Request, data: Any) -> JSONResponse:
-    """
-    Return a success answer in the documented shape.
+    """Return a success answer in the documented shape.
 
     :param request: The request answered.
     :param data: The ``data`` member.
@@ -69,8 +74,7 @@ def success(request: Request, data: Any) -> JSONResponse:
 
 
 def failure(request_id: str, error: ApiError) -> JSONResponse:
-    """
-    Return an error answer in the documented shape.
+    """Return an error answer in the documented shape.
 
     :param request_id: The request's ID.
     :param error: What went wrong.
@@ -81,8 +85,7 @@ def failure(request_id: str, error: ApiError) -> JSONResponse:
 
 
 async def read_json_object(request: Request, limit: int) -> dict[str, Any]:
-    """
-    Read a request body that must be a JSON object of at most ``limit`` bytes.
+    """Read a request body that must be a JSON object of at most ``limit`` bytes.
 
     :param request: The request.
     :param limit: Largest body accepted.
@@ -113,8 +116,7 @@ async def read_json_object(request: Request, limit: int) -> dict[str, Any]:
 
 
 def string_field(body: dict[str, Any], name: str, *, required: bool = True) -> str | None:
-    """
-    Return a string member of a request body.
+    """Return a string member of a request body.
 
     :param body: The request body.
     :param name: The member's name.
@@ -168,8 +170,7 @@ def phone_field(body: dict[str, Any], name: str) -> str:
 
 
 class EmulatorApp:
-    """
-    The emulated service as one ASGI application.
+    """The emulated service as one ASGI application.
 
     Layers, outermost first: request IDs and the request log, injected faults, the FastAPI routes.
 
@@ -184,6 +185,7 @@ class EmulatorApp:
         self.faults = FaultInjector(self.api)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Give the request an ID, log it, and pass it on through the fault layer."""
         if scope["type"] != "http":
             await self.api(scope, receive, send)
             return
@@ -283,7 +285,9 @@ class EmulatorApp:
                     f"(got {len(api_key)})"
                 )
             session = emulator.create_session(session_id, api_key)
-            return success(request, {"sessionId": session.session_id, "status": session.status, "hasQR": session.has_qr})
+            return success(
+                request, {"sessionId": session.session_id, "status": session.status, "hasQR": session.has_qr}
+            )
 
         @api.get("/qr/{session_id}")
         async def qr(request: Request, session_id: str) -> Response:
@@ -297,7 +301,9 @@ class EmulatorApp:
             body = await body_of(request)
             session = authenticate(request, session_id_field(body.get("sessionId")))
             code = emulator.request_pairing_code(session, phone_field(body, "phoneNumber"))
-            return success(request, {"sessionId": session.session_id, "pairingCode": code, "status": session.status})
+            return success(
+                request, {"sessionId": session.session_id, "pairingCode": code, "status": session.status}
+            )
 
         @api.get("/check-session/{session_id}")
         async def check_session(request: Request, session_id: str) -> JSONResponse:
@@ -314,7 +320,9 @@ class EmulatorApp:
             session = authenticate(request, session_id_field(body.get("sessionId")))
             wipe = bool_field(body, "wipe")
             emulator.restart(session, wipe=wipe)
-            return success(request, {"sessionId": session.session_id, "status": session.status, "wiped": wipe})
+            return success(
+                request, {"sessionId": session.session_id, "status": session.status, "wiped": wipe}
+            )
 
         @api.post("/delete-session")
         async def delete_session(request: Request) -> JSONResponse:
@@ -336,13 +344,14 @@ class EmulatorApp:
             message = parse_message(session, body)
             emulator.refuse_if_unsendable(session, message.to)
             if bool_field(body, "dryRun"):
-                return success(request, 
+                return success(
+                    request,
                     {
                         "queued": True,
                         "dryRun": True,
                         "to": f"{message.to}@s.whatsapp.net",
                         "payload": dry_run_payload(message),
-                    }
+                    },
                 )
             return success(request, await emulator.accept(session, message))
 
@@ -394,7 +403,7 @@ class EmulatorApp:
             return success(request, {"unregistered": sorted(emulator.unregistered)})
 
         @api.get("/_emulator/outbox")
-        async def outbox(request: Request, sessionId: str | None = None) -> JSONResponse:  # noqa: N803 - the API's spelling
+        async def outbox(request: Request, sessionId: str | None = None) -> JSONResponse:
             messages = [m.to_outbox() for m in emulator.outbox if sessionId in (None, m.session_id)]
             return success(request, {"messages": messages})
 
@@ -423,7 +432,10 @@ class EmulatorApp:
 
         @api.get("/_emulator/config")
         async def show_config(request: Request) -> JSONResponse:
-            values = {k: (str(v) if v is not None and k == "state_file" else v) for k, v in vars(self.config).items()}
+            values = {
+                k: (str(v) if v is not None and k == "state_file" else v)
+                for k, v in vars(self.config).items()
+            }
             return success(request, values)
 
         @api.post("/_emulator/reset")
@@ -440,8 +452,7 @@ class EmulatorApp:
 
 
 def parse_message(session: Session, body: dict[str, Any]) -> Message:
-    """
-    Check a ``/send`` body and turn it into a message.
+    """Check a ``/send`` body and turn it into a message.
 
     :param session: The sending session.
     :param body: The request body.
@@ -459,10 +470,16 @@ def parse_message(session: Session, body: dict[str, Any]) -> Message:
             raise bad_request("Field 'message' must not be empty")
         if len(text) > MAX_MESSAGE_LENGTH:
             raise bad_request(
-                f"Message too long: {len(text)} characters; text messages must be at most {MAX_MESSAGE_LENGTH}"
+                f"Message too long: {len(text)} characters; "
+                f"text messages must be at most {MAX_MESSAGE_LENGTH}"
             )
         return Message(
-            message_id=_message_id(), session_id=session.session_id, to=to, type="text", message=text, typing=typing
+            message_id=_message_id(),
+            session_id=session.session_id,
+            to=to,
+            type="text",
+            message=text,
+            typing=typing,
         )
     url = string_field(body, "url")
     assert url is not None

@@ -32,36 +32,83 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--host", default="127.0.0.1", help="interface to listen on")
     parser.add_argument("--port", type=_non_negative(int), default=8765, help="port to listen on")
-    parser.add_argument("--rate-limit", type=_non_negative(int), default=default.rate_limit,
-                        help="messages per session per rate window")
-    parser.add_argument("--rate-window", type=_non_negative(float), default=default.rate_window,
-                        help="length of a session's fixed rate window, in seconds")
-    parser.add_argument("--queue-max", type=_non_negative(int), default=default.queue_max,
-                        help="messages a disconnected session may queue before sends get 503")
-    parser.add_argument("--qr-ttl", type=_non_negative(float), default=default.qr_ttl,
-                        help="seconds before a QR code expires and a new one is drawn")
-    parser.add_argument("--typing-delay", type=_non_negative(float), default=default.typing_delay,
-                        help="seconds a typing: true message waits before delivery")
-    parser.add_argument("--connect-delay", type=_non_negative(float), default=default.connect_delay,
-                        help="seconds a linked session stays 'connecting' after a restart")
-    parser.add_argument("--auto-link", type=_non_negative(float), default=None, metavar="SECONDS",
-                        help="link every new session after this delay, as if its QR were scanned")
-    parser.add_argument("--fetch-media", action="store_true",
-                        help="download media URLs on send, record size and sha256, 400 when they fail")
-    parser.add_argument("--fetch-timeout", type=_non_negative(float), default=default.fetch_timeout,
-                        help="seconds allowed for one media download")
-    parser.add_argument("--state-file", type=Path, default=None,
-                        help="keep sessions, keys and queued messages in this JSON file across restarts")
-    parser.add_argument("--max-body-bytes", type=_non_negative(int), default=default.max_body_bytes,
-                        help="largest request body accepted; larger ones get 413")
-    parser.add_argument("--log-level", default="info",
-                        choices=["critical", "error", "warning", "info", "debug"], help="server log level")
+    parser.add_argument(
+        "--rate-limit",
+        type=_non_negative(int),
+        default=default.rate_limit,
+        help="messages per session per rate window",
+    )
+    parser.add_argument(
+        "--rate-window",
+        type=_non_negative(float),
+        default=default.rate_window,
+        help="length of a session's fixed rate window, in seconds",
+    )
+    parser.add_argument(
+        "--queue-max",
+        type=_non_negative(int),
+        default=default.queue_max,
+        help="messages a disconnected session may queue before sends get 503",
+    )
+    parser.add_argument(
+        "--qr-ttl",
+        type=_non_negative(float),
+        default=default.qr_ttl,
+        help="seconds before a QR code expires and a new one is drawn",
+    )
+    parser.add_argument(
+        "--typing-delay",
+        type=_non_negative(float),
+        default=default.typing_delay,
+        help="seconds a typing: true message waits before delivery",
+    )
+    parser.add_argument(
+        "--connect-delay",
+        type=_non_negative(float),
+        default=default.connect_delay,
+        help="seconds a linked session stays 'connecting' after a restart",
+    )
+    parser.add_argument(
+        "--auto-link",
+        type=_non_negative(float),
+        default=None,
+        metavar="SECONDS",
+        help="link every new session after this delay, as if its QR were scanned",
+    )
+    parser.add_argument(
+        "--fetch-media",
+        action="store_true",
+        help="download media URLs on send, record size and sha256, 400 when they fail",
+    )
+    parser.add_argument(
+        "--fetch-timeout",
+        type=_non_negative(float),
+        default=default.fetch_timeout,
+        help="seconds allowed for one media download",
+    )
+    parser.add_argument(
+        "--state-file",
+        type=Path,
+        default=None,
+        help="keep sessions, keys and queued messages in this JSON file across restarts",
+    )
+    parser.add_argument(
+        "--max-body-bytes",
+        type=_non_negative(int),
+        default=default.max_body_bytes,
+        help="largest request body accepted; larger ones get 413",
+    )
+    parser.add_argument(
+        "--log-level",
+        default="info",
+        choices=["critical", "error", "warning", "info", "debug"],
+        help="server log level",
+    )
     return parser
 
 
 def main(argv: list[str] | None = None) -> None:
-    """
-    Run the emulator in the foreground until interrupted.
+    """Run the emulator in the foreground until interrupted.
 
     :param argv: Command line arguments; ``sys.argv`` when ``None``.
     """
@@ -89,7 +136,9 @@ def main(argv: list[str] | None = None) -> None:
     from airflow_provider_whatsinfinity.emulator.app import EmulatorApp
     from airflow_provider_whatsinfinity.emulator.server import uvicorn_config
 
-    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     try:
         app = EmulatorApp(config)
     except RuntimeError as exc:

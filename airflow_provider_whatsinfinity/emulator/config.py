@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 
 @dataclass(frozen=True)
 class EmulatorConfig:
-    """
-    How an emulated WhatsInfinity service behaves.
+    """How an emulated WhatsInfinity service behaves.
 
     The defaults are the documented limits of the real service.
 

@@ -1,5 +1,4 @@
-"""
-Faults the control API can inject into the emulated service, and the ASGI layer that applies them.
+"""Faults the control API can inject into the emulated service, and the ASGI layer that applies them.
 
 A fault matches requests by path (``/send`` matches ``/send``; ``/check-session`` also matches
 ``/check-session/mysession``) and optionally by method, and fires either for the next ``times``
@@ -48,8 +47,7 @@ class FaultSpecError(ValueError):
 
 @dataclass
 class Fault:
-    """
-    One injected fault.
+    """One injected fault.
 
     :param path: Request path the fault applies to; also matches paths below it.
     :param mode: ``status``, ``drop``, ``delay`` or ``after``.
@@ -82,15 +80,16 @@ class Fault:
 
     @classmethod
     def from_json(cls, body: dict[str, Any]) -> Fault:
-        """
-        Build a fault from the control API's JSON.
+        """Build a fault from the control API's JSON.
 
         :param body: ``{"path", "mode", ...}`` as posted to ``/_emulator/faults``.
         """
         known = {"path", "mode", "method", "status", "seconds", "then", "times", "rate", "retryAfter", "seed"}
         unknown = sorted(set(body) - known)
         if unknown:
-            raise FaultSpecError(f"Unknown fault fields: {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+            raise FaultSpecError(
+                f"Unknown fault fields: {', '.join(unknown)}; known: {', '.join(sorted(known))}"
+            )
         path = body.get("path")
         if not isinstance(path, str) or not path.startswith("/"):
             raise FaultSpecError("'path' must be a request path such as \"/send\"")
@@ -186,8 +185,7 @@ def _number(body: dict[str, Any], name: str, kind: type[int] | type[float], defa
 
 
 class FaultInjector:
-    """
-    The list of active faults and the ASGI layer that applies them.
+    """The list of active faults and the ASGI layer that applies them.
 
     :param app: The application the faults wrap.
     """
@@ -212,6 +210,7 @@ class FaultInjector:
         return None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Apply the first fault that fires for this request, or pass it on untouched."""
         if scope["type"] != "http" or scope["path"].startswith("/_emulator"):
             await self.app(scope, receive, send)
             return
@@ -226,6 +225,7 @@ class FaultInjector:
         elif fault.mode == "drop":
             await drop_connection(scope)
         else:  # after: the request takes full effect, but its answer is lost
+
             async def swallow(message: Message) -> None:
                 return None
 

@@ -59,8 +59,7 @@ else:
 
 
 def uvicorn_config(app: EmulatorApp, *, host: str, port: int, log_level: str) -> uvicorn.Config:
-    """
-    Return the uvicorn settings the emulator runs with.
+    """Return the uvicorn settings the emulator runs with.
 
     :param app: The emulator application.
     :param host: Interface to listen on.
@@ -80,8 +79,7 @@ def uvicorn_config(app: EmulatorApp, *, host: str, port: int, log_level: str) ->
 
 
 class RunningEmulator:
-    """
-    A running emulator: its URL and a client for its control API.
+    """A running emulator: its URL and a client for its control API.
 
     :param url: Base URL of the emulated service, such as ``http://127.0.0.1:8765``.
     :param config: The settings it runs with.
@@ -113,8 +111,7 @@ class RunningEmulator:
         *,
         link: bool = False,
     ) -> dict[str, Any]:
-        """
-        Create a session through the public API, and link it if asked.
+        """Create a session through the public API, and link it if asked.
 
         :param session_id: The session's ID.
         :param api_key: The session's API key.
@@ -155,8 +152,7 @@ class RunningEmulator:
         return list(data["unregistered"])
 
     def outbox(self, session_id: str | None = None) -> list[dict[str, Any]]:
-        """
-        Return the delivered messages in delivery order.
+        """Return the delivered messages in delivery order.
 
         :param session_id: Only this session's messages.
         """
@@ -164,14 +160,16 @@ class RunningEmulator:
         return list(self._call("GET", "/_emulator/outbox", params=params)["messages"])
 
     def add_fault(self, path: str, mode: str, **options: Any) -> dict[str, Any]:
-        """
-        Inject a fault; see :class:`~airflow_provider_whatsinfinity.emulator.faults.Fault`.
+        """Inject a fault; see :class:`~airflow_provider_whatsinfinity.emulator.faults.Fault`.
 
         :param path: Request path, such as ``/send``.
         :param mode: ``status``, ``drop``, ``delay`` or ``after``.
-        :param options: ``status``, ``seconds``, ``then``, ``times``, ``rate``, ``method``, ``retryAfter``, ``seed``.
+        :param options: ``status``, ``seconds``, ``then``, ``times``, ``rate``, ``method``,
+            ``retryAfter`` or ``seed``.
         """
-        data: dict[str, Any] = self._call("POST", "/_emulator/faults", json={"path": path, "mode": mode, **options})
+        data: dict[str, Any] = self._call(
+            "POST", "/_emulator/faults", json={"path": path, "mode": mode, **options}
+        )
         return data
 
     def faults(self) -> list[dict[str, Any]]:
@@ -183,8 +181,7 @@ class RunningEmulator:
         self._call("DELETE", "/_emulator/faults")
 
     def requests(self, path: str | None = None) -> list[dict[str, Any]]:
-        """
-        Return the API requests seen (control requests excluded), oldest first.
+        """Return the API requests seen (control requests excluded), oldest first.
 
         :param path: Only requests to this path.
         """
@@ -214,8 +211,7 @@ def run_emulator(
     log_level: str = "warning",
     **settings: Any,
 ) -> Iterator[RunningEmulator]:
-    """
-    Run an emulator in a background thread for as long as the ``with`` block lasts.
+    """Run an emulator in a background thread for as long as the ``with`` block lasts.
 
     .. code-block:: python
 
@@ -233,9 +229,14 @@ def run_emulator(
     config = EmulatorConfig(**{**vars(config or EmulatorConfig()), **settings})
     sock = _free_socket(host, port)
     bound_port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn_config(EmulatorApp(config), host=host, port=bound_port, log_level=log_level))
+    server = uvicorn.Server(
+        uvicorn_config(EmulatorApp(config), host=host, port=bound_port, log_level=log_level)
+    )
     thread = threading.Thread(
-        target=server.run, kwargs={"sockets": [sock]}, name=f"whatsinfinity-emulator-{bound_port}", daemon=True
+        target=server.run,
+        kwargs={"sockets": [sock]},
+        name=f"whatsinfinity-emulator-{bound_port}",
+        daemon=True,
     )
     thread.start()
     deadline = time.monotonic() + 15

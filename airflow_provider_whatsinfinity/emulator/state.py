@@ -1,5 +1,4 @@
-"""
-The emulated WhatsInfinity world: sessions, their queues and rate windows, and the phones' outbox.
+"""The emulated WhatsInfinity world: sessions, their queues and rate windows, and the phones' outbox.
 
 Everything here runs on the server's event loop, one coroutine at a time, so no locks guard the
 plain data; only delivery, which may wait for a typing indicator, is serialised per session.
@@ -28,6 +27,8 @@ from urllib.parse import unquote, urlsplit
 import httpx
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
+
     from airflow_provider_whatsinfinity.emulator.config import EmulatorConfig
 
 SESSION_ID_PATTERN = re.compile(r"[A-Za-z0-9_-]{1,64}")
@@ -84,8 +85,7 @@ PAIRING_ALPHABET = "ABCDEFGHJKLMNPQRSTVWXYZ0123456789"
 
 
 class ApiError(Exception):
-    """
-    An answer in the documented error shape.
+    """An answer in the documented error shape.
 
     :param status_code: HTTP status of the answer.
     :param error: Short error title, as in the API doc's error table.
@@ -101,14 +101,14 @@ class ApiError(Exception):
         details: str,
         *,
         extra: dict[str, Any] | None = None,
-        headers: dict[str, str] | None = None,
+        headers: Mapping[str, str] | None = None,
     ) -> None:
         super().__init__(f"{status_code} {error}: {details}")
         self.status_code = status_code
         self.error = error
         self.details = details
         self.extra = extra or {}
-        self.headers = headers or {}
+        self.headers = dict(headers or {})
 
 
 def bad_request(details: str) -> ApiError:
@@ -209,8 +209,7 @@ class Session:
 
 
 def detect_media(url: str) -> tuple[str, str] | None:
-    """
-    Return the media kind and mimetype that a URL's path extension stands for.
+    """Return the media kind and mimetype that a URL's path extension stands for.
 
     :param url: An http(s) URL.
     :return: ``(kind, mimetype)``, or ``None`` when the extension is not a known media type.
@@ -233,8 +232,7 @@ def valid_http_url(url: str) -> bool:
 
 
 class Emulator:
-    """
-    The state and rules of one emulated WhatsInfinity service.
+    """The state and rules of one emulated WhatsInfinity service.
 
     :param config: How the service behaves.
     """
@@ -251,8 +249,7 @@ class Emulator:
     # Session lifecycle -------------------------------------------------------------------------
 
     def create_session(self, session_id: str, api_key: str) -> Session:
-        """
-        Create a session that waits for its QR to be scanned.
+        """Create a session that waits for its QR to be scanned.
 
         :param session_id: A valid, unused session ID.
         :param api_key: The session's API key.
@@ -275,8 +272,7 @@ class Emulator:
         return session
 
     def qr_png(self, session: Session) -> bytes:
-        """
-        Return the session's current QR code as PNG, drawing a new one when the old one expired.
+        """Return the session's current QR code as PNG, drawing a new one when the old one expired.
 
         :param session: A session in status ``qr``.
         """
@@ -297,8 +293,7 @@ class Emulator:
         return max(0, math.ceil(session.qr_issued + self.config.qr_ttl - time.monotonic()))
 
     def request_pairing_code(self, session: Session, phone_number: str) -> str:
-        """
-        Start linking by pairing code.
+        """Start linking by pairing code.
 
         :param session: A session that is not linked yet.
         :param phone_number: The phone's number, 7 to 15 digits.
@@ -317,8 +312,7 @@ class Emulator:
         return session.pairing_code
 
     async def link(self, session: Session) -> None:
-        """
-        Link a session as if its QR had been scanned, and deliver its queue.
+        """Link a session as if its QR had been scanned, and deliver its queue.
 
         :param session: The session to link.
         """
@@ -346,8 +340,7 @@ class Emulator:
         self.save()
 
     def restart(self, session: Session, *, wipe: bool) -> None:
-        """
-        Restart a session.
+        """Restart a session.
 
         :param session: The session to restart.
         :param wipe: Forget the link: the session shows a new QR and waits to be linked again.
@@ -406,8 +399,7 @@ class Emulator:
         return self.config.rate_limit - session.window_count
 
     def refuse_if_unsendable(self, session: Session, to: str) -> None:
-        """
-        Raise what the service answers before it would accept a message.
+        """Raise what the service answers before it would accept a message.
 
         :param session: The sending session.
         :param to: The recipient's digits.
@@ -422,8 +414,7 @@ class Emulator:
             raise ApiError(422, "Request failed", f"Number not registered on WhatsApp: {to}")
 
     async def accept(self, session: Session, message: Message) -> dict[str, Any]:
-        """
-        Accept a validated message: deliver it now, or queue it until the session is active.
+        """Accept a validated message: deliver it now, or queue it until the session is active.
 
         :param session: The sending session.
         :param message: The message, validated and not a dry run.

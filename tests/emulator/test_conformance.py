@@ -269,7 +269,9 @@ def test_doc_php_example(snippet: Snippet, whatsinfinity_emulator: RunningEmulat
     scenario = SCENARIOS[snippet.section]
     scenario.setup(whatsinfinity_emulator)
     code = with_base_url(snippet.code, whatsinfinity_emulator.url)
-    out = subprocess.run(["php", "-r", code.removeprefix("<?php")], capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        ["php", "-r", code.removeprefix("<?php")], capture_output=True, text=True, check=True
+    )
     scenario.verify(whatsinfinity_emulator, json.loads(out.stdout), tmp_path)
 
 
@@ -284,7 +286,11 @@ def test_401_example(whatsinfinity_emulator: RunningEmulator):
         assert answer.status_code == 401
         body = answer.json()
         assert set(body) == set(doc)
-        assert (body["success"], body["error"], body["details"]) == (doc["success"], doc["error"], doc["details"])
+        assert (body["success"], body["error"], body["details"]) == (
+            doc["success"],
+            doc["error"],
+            doc["details"],
+        )
         assert body["requestId"] == answer.headers["x-request-id"]
 
 
@@ -327,17 +333,33 @@ def test_response_format_examples(linked: RunningEmulator, api: httpx.Client):
 ERROR_TABLE = [
     ("missing fields", {"sessionId": SESSION, "to": PHONE, "type": "text"}, 400, "Bad Request", "message"),
     ("invalid sessionId", {"sessionId": "bad id!", "to": PHONE}, 400, "Invalid sessionId", "letters"),
-    ("invalid phone", {"sessionId": SESSION, "to": "+91 9999", "type": "text", "message": "x"}, 400,
-     "Bad Request", "Invalid phone number"),
-    ("message too long", {"sessionId": SESSION, "to": PHONE, "type": "text", "message": "x" * 65001}, 400,
-     "Bad Request", "Message too long"),
-    ("invalid url", {"sessionId": SESSION, "to": PHONE, "type": "image", "url": "ftp://x/y.jpg"}, 400,
-     "Bad Request", "Invalid URL format"),
+    (
+        "invalid phone",
+        {"sessionId": SESSION, "to": "+91 9999", "type": "text", "message": "x"},
+        400,
+        "Bad Request",
+        "Invalid phone number",
+    ),
+    (
+        "message too long",
+        {"sessionId": SESSION, "to": PHONE, "type": "text", "message": "x" * 65001},
+        400,
+        "Bad Request",
+        "Message too long",
+    ),
+    (
+        "invalid url",
+        {"sessionId": SESSION, "to": PHONE, "type": "image", "url": "ftp://x/y.jpg"},
+        400,
+        "Bad Request",
+        "Invalid URL format",
+    ),
 ]
 
 
-@pytest.mark.parametrize(("body", "status", "error", "hint"), [r[1:] for r in ERROR_TABLE],
-                         ids=[r[0] for r in ERROR_TABLE])
+@pytest.mark.parametrize(
+    ("body", "status", "error", "hint"), [r[1:] for r in ERROR_TABLE], ids=[r[0] for r in ERROR_TABLE]
+)
 def test_error_table_400_rows(linked, api, body, status, error, hint):
     answer = api.post("/send", json=body)
     assert answer.status_code == status

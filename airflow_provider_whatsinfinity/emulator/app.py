@@ -20,6 +20,14 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from airflow_provider_whatsinfinity.emulator.faults import Fault, FaultInjector, FaultSpecError, error_title
 from airflow_provider_whatsinfinity.emulator.state import (
+    ApiError,
+    Emulator,
+    Message,
+    Session,
+    bad_request,
+    shown,
+)
+from airflow_provider_whatsinfinity.spec import (
     DEFAULT_MIMETYPES,
     MAX_API_KEY_LENGTH,
     MAX_FILE_NAME_LENGTH,
@@ -29,13 +37,7 @@ from airflow_provider_whatsinfinity.emulator.state import (
     PHONE_PATTERN,
     SEND_TYPES,
     SESSION_ID_PATTERN,
-    ApiError,
-    Emulator,
-    Message,
-    Session,
-    bad_request,
     detect_media,
-    shown,
     valid_http_url,
 )
 

@@ -1,0 +1,77 @@
+"""Facts of the WhatsInfinity API doc that the client checks before sending and the emulator enforces.
+
+Kept in one place so that both sides read the same limits; nothing here does I/O.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import PurePosixPath
+from urllib.parse import unquote, urlsplit
+
+DEFAULT_BASE_URL = "http://api.whatsinfinity.com"
+
+SESSION_ID_PATTERN = re.compile(r"[A-Za-z0-9_-]{1,64}")
+PHONE_PATTERN = re.compile(r"[0-9]{7,15}")
+MIN_API_KEY_LENGTH = 16
+MAX_API_KEY_LENGTH = 256
+MAX_MESSAGE_LENGTH = 65000
+MAX_URL_LENGTH = 2048
+MAX_FILE_NAME_LENGTH = 255
+
+MEDIA_KINDS = ("image", "video", "audio", "document")
+SEND_TYPES = ("text", "media", *MEDIA_KINDS)
+
+# Extension -> (kind, mimetype). Our own table: the stdlib's mimetypes reads /etc/mime.types and so
+# answers differently from one machine to the next.
+MEDIA_EXTENSIONS: dict[str, tuple[str, str]] = {
+    "jpg": ("image", "image/jpeg"),
+    "jpeg": ("image", "image/jpeg"),
+    "png": ("image", "image/png"),
+    "gif": ("image", "image/gif"),
+    "webp": ("image", "image/webp"),
+    "mp4": ("video", "video/mp4"),
+    "mp3": ("audio", "audio/mpeg"),
+    "ogg": ("audio", "audio/ogg"),
+    "opus": ("audio", "audio/opus"),
+    "m4a": ("audio", "audio/mp4"),
+    "pdf": ("document", "application/pdf"),
+    "doc": ("document", "application/msword"),
+    "docx": ("document", "application/vnd.openxmlformats-officedocument.wordprocessingml.document"),
+    "xls": ("document", "application/vnd.ms-excel"),
+    "xlsx": ("document", "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"),
+    "ppt": ("document", "application/vnd.ms-powerpoint"),
+    "pptx": ("document", "application/vnd.openxmlformats-officedocument.presentationml.presentation"),
+    "csv": ("document", "text/csv"),
+    "txt": ("document", "text/plain"),
+    "zip": ("document", "application/zip"),
+}
+DEFAULT_MIMETYPES = {
+    "image": "image/jpeg",
+    "video": "video/mp4",
+    "audio": "audio/mpeg",
+    "document": "application/octet-stream",
+}
+
+
+def detect_media(url: str) -> tuple[str, str] | None:
+    """Return the media kind and mimetype that a URL's path extension stands for.
+
+    :param url: An http(s) URL.
+    :return: ``(kind, mimetype)``, or ``None`` when the extension is not a known media type.
+    """
+    suffix = PurePosixPath(unquote(urlsplit(url).path)).suffix.lower().lstrip(".")
+    return MEDIA_EXTENSIONS.get(suffix)
+
+
+def valid_http_url(url: str) -> bool:
+    """Whether a URL is http(s) with a host and no whitespace. :param url: The URL to check."""
+    if len(url) > MAX_URL_LENGTH or any(ch.isspace() for ch in url):
+        return False
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname
+        parts.port  # noqa: B018 - raises ValueError on a port that is not a number
+    except ValueError:
+        return False
+    return parts.scheme in ("http", "https") and bool(host)

@@ -1,4 +1,5 @@
-"""Facts of the WhatsInfinity API doc that the client checks before sending and the emulator enforces.
+"""
+Facts of the WhatsInfinity API doc that the client checks before sending and the emulator enforces.
 
 Kept in one place so that both sides read the same limits; nothing here does I/O.
 """
@@ -55,7 +56,8 @@ DEFAULT_MIMETYPES = {
 
 
 def detect_media(url: str) -> tuple[str, str] | None:
-    """Return the media kind and mimetype that a URL's path extension stands for.
+    """
+    Return the media kind and mimetype that a URL's path extension stands for.
 
     :param url: An http(s) URL.
     :return: ``(kind, mimetype)``, or ``None`` when the extension is not a known media type.

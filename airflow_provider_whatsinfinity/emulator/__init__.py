@@ -1,4 +1,5 @@
-"""A local emulator of the WhatsInfinity API, for tests and demos.
+"""
+A local emulator of the WhatsInfinity API, for tests and demos.
 
 Run it from the command line (``whatsinfinity-emulator --port 8765``), in a test through the
 ``whatsinfinity_emulator`` pytest fixture, or anywhere with :func:`run_emulator`.

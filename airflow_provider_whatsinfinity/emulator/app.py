@@ -1,4 +1,5 @@
-"""The emulator's HTTP face: the documented WhatsInfinity endpoints and the ``/_emulator`` control API.
+"""
+The emulator's HTTP face: the documented WhatsInfinity endpoints and the ``/_emulator`` control API.
 
 Request bodies are read and checked by hand rather than through pydantic models, so that every bad
 input gets the documented error shape with a message that names the field and what is wrong with it.
@@ -67,7 +68,8 @@ def _type_name(value: object) -> str:
 
 
 def success(request: Request, data: Any) -> JSONResponse:
-    """Return a success answer in the documented shape.
+    """
+    Return a success answer in the documented shape.
 
     :param request: The request answered.
     :param data: The ``data`` member.
@@ -76,7 +78,8 @@ def success(request: Request, data: Any) -> JSONResponse:
 
 
 def failure(request_id: str, error: ApiError) -> JSONResponse:
-    """Return an error answer in the documented shape.
+    """
+    Return an error answer in the documented shape.
 
     :param request_id: The request's ID.
     :param error: What went wrong.
@@ -87,7 +90,8 @@ def failure(request_id: str, error: ApiError) -> JSONResponse:
 
 
 async def read_json_object(request: Request, limit: int) -> dict[str, Any]:
-    """Read a request body that must be a JSON object of at most ``limit`` bytes.
+    """
+    Read a request body that must be a JSON object of at most ``limit`` bytes.
 
     :param request: The request.
     :param limit: Largest body accepted.
@@ -118,7 +122,8 @@ async def read_json_object(request: Request, limit: int) -> dict[str, Any]:
 
 
 def string_field(body: dict[str, Any], name: str, *, required: bool = True) -> str | None:
-    """Return a string member of a request body.
+    """
+    Return a string member of a request body.
 
     :param body: The request body.
     :param name: The member's name.
@@ -172,7 +177,8 @@ def phone_field(body: dict[str, Any], name: str) -> str:
 
 
 class EmulatorApp:
-    """The emulated service as one ASGI application.
+    """
+    The emulated service as one ASGI application.
 
     Layers, outermost first: request IDs and the request log, injected faults, the FastAPI routes.
 
@@ -454,7 +460,8 @@ class EmulatorApp:
 
 
 def parse_message(session: Session, body: dict[str, Any]) -> Message:
-    """Check a ``/send`` body and turn it into a message.
+    """
+    Check a ``/send`` body and turn it into a message.
 
     :param session: The sending session.
     :param body: The request body.

@@ -108,7 +108,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Run the emulator in the foreground until interrupted.
+    """
+    Run the emulator in the foreground until interrupted.
 
     :param argv: Command line arguments; ``sys.argv`` when ``None``.
     """

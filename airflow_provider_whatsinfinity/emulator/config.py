@@ -11,7 +11,8 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class EmulatorConfig:
-    """How an emulated WhatsInfinity service behaves.
+    """
+    How an emulated WhatsInfinity service behaves.
 
     The defaults are the documented limits of the real service.
 

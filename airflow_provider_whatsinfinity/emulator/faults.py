@@ -1,4 +1,5 @@
-"""Faults the control API can inject into the emulated service, and the ASGI layer that applies them.
+"""
+Faults the control API can inject into the emulated service, and the ASGI layer that applies them.
 
 A fault matches requests by path (``/send`` matches ``/send``; ``/check-session`` also matches
 ``/check-session/mysession``) and optionally by method, and fires either for the next ``times``
@@ -47,7 +48,8 @@ class FaultSpecError(ValueError):
 
 @dataclass
 class Fault:
-    """One injected fault.
+    """
+    One injected fault.
 
     :param path: Request path the fault applies to; also matches paths below it.
     :param mode: ``status``, ``drop``, ``delay`` or ``after``.
@@ -80,7 +82,8 @@ class Fault:
 
     @classmethod
     def from_json(cls, body: dict[str, Any]) -> Fault:
-        """Build a fault from the control API's JSON.
+        """
+        Build a fault from the control API's JSON.
 
         :param body: ``{"path", "mode", ...}`` as posted to ``/_emulator/faults``.
         """
@@ -185,7 +188,8 @@ def _number(body: dict[str, Any], name: str, kind: type[int] | type[float], defa
 
 
 class FaultInjector:
-    """The list of active faults and the ASGI layer that applies them.
+    """
+    The list of active faults and the ASGI layer that applies them.
 
     :param app: The application the faults wrap.
     """

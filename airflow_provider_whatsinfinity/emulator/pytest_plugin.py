@@ -1,4 +1,5 @@
-"""Pytest fixture ``whatsinfinity_emulator``, registered through the ``pytest11`` entry point.
+"""
+Pytest fixture ``whatsinfinity_emulator``, registered through the ``pytest11`` entry point.
 
 By default every test shares one emulator, reset before each test. A test that needs other
 settings asks for its own instance with a marker::
@@ -41,7 +42,8 @@ def _whatsinfinity_shared_emulator() -> Iterator[RunningEmulator]:
 
 @pytest.fixture
 def whatsinfinity_emulator(request: pytest.FixtureRequest) -> Iterator[RunningEmulator]:
-    """A WhatsInfinity emulator on a free loopback port, empty at the start of the test.
+    """
+    A WhatsInfinity emulator on a free loopback port, empty at the start of the test.
 
     Yields a :class:`~airflow_provider_whatsinfinity.emulator.server.RunningEmulator`: its ``url``
     and helpers for the control API (``create_session``, ``link``, ``outbox``, ``add_fault``, ...).

@@ -59,7 +59,8 @@ else:
 
 
 def uvicorn_config(app: EmulatorApp, *, host: str, port: int, log_level: str) -> uvicorn.Config:
-    """Return the uvicorn settings the emulator runs with.
+    """
+    Return the uvicorn settings the emulator runs with.
 
     :param app: The emulator application.
     :param host: Interface to listen on.
@@ -79,7 +80,8 @@ def uvicorn_config(app: EmulatorApp, *, host: str, port: int, log_level: str) ->
 
 
 class RunningEmulator:
-    """A running emulator: its URL and a client for its control API.
+    """
+    A running emulator: its URL and a client for its control API.
 
     :param url: Base URL of the emulated service, such as ``http://127.0.0.1:8765``.
     :param config: The settings it runs with.
@@ -111,7 +113,8 @@ class RunningEmulator:
         *,
         link: bool = False,
     ) -> dict[str, Any]:
-        """Create a session through the public API, and link it if asked.
+        """
+        Create a session through the public API, and link it if asked.
 
         :param session_id: The session's ID.
         :param api_key: The session's API key.
@@ -152,7 +155,8 @@ class RunningEmulator:
         return list(data["unregistered"])
 
     def outbox(self, session_id: str | None = None) -> list[dict[str, Any]]:
-        """Return the delivered messages in delivery order.
+        """
+        Return the delivered messages in delivery order.
 
         :param session_id: Only this session's messages.
         """
@@ -160,7 +164,8 @@ class RunningEmulator:
         return list(self._call("GET", "/_emulator/outbox", params=params)["messages"])
 
     def add_fault(self, path: str, mode: str, **options: Any) -> dict[str, Any]:
-        """Inject a fault; see :class:`~airflow_provider_whatsinfinity.emulator.faults.Fault`.
+        """
+        Inject a fault; see :class:`~airflow_provider_whatsinfinity.emulator.faults.Fault`.
 
         :param path: Request path, such as ``/send``.
         :param mode: ``status``, ``drop``, ``delay`` or ``after``.
@@ -181,7 +186,8 @@ class RunningEmulator:
         self._call("DELETE", "/_emulator/faults")
 
     def requests(self, path: str | None = None) -> list[dict[str, Any]]:
-        """Return the API requests seen (control requests excluded), oldest first.
+        """
+        Return the API requests seen (control requests excluded), oldest first.
 
         :param path: Only requests to this path.
         """
@@ -211,7 +217,8 @@ def run_emulator(
     log_level: str = "warning",
     **settings: Any,
 ) -> Iterator[RunningEmulator]:
-    """Run an emulator in a background thread for as long as the ``with`` block lasts.
+    """
+    Run an emulator in a background thread for as long as the ``with`` block lasts.
 
     .. code-block:: python
 

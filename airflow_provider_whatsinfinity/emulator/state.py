@@ -1,4 +1,5 @@
-"""The emulated WhatsInfinity world: sessions, their queues and rate windows, and the phones' outbox.
+"""
+The emulated WhatsInfinity world: sessions, their queues and rate windows, and the phones' outbox.
 
 Everything here runs on the server's event loop, one coroutine at a time, so no locks guard the
 plain data; only delivery, which may wait for a typing indicator, is serialised per session.
@@ -40,7 +41,8 @@ PAIRING_ALPHABET = "ABCDEFGHJKLMNPQRSTVWXYZ0123456789"
 
 
 class ApiError(Exception):
-    """An answer in the documented error shape.
+    """
+    An answer in the documented error shape.
 
     :param status_code: HTTP status of the answer.
     :param error: Short error title, as in the API doc's error table.
@@ -164,7 +166,8 @@ class Session:
 
 
 class Emulator:
-    """The state and rules of one emulated WhatsInfinity service.
+    """
+    The state and rules of one emulated WhatsInfinity service.
 
     :param config: How the service behaves.
     """
@@ -181,7 +184,8 @@ class Emulator:
     # Session lifecycle -------------------------------------------------------------------------
 
     def create_session(self, session_id: str, api_key: str) -> Session:
-        """Create a session that waits for its QR to be scanned.
+        """
+        Create a session that waits for its QR to be scanned.
 
         :param session_id: A valid, unused session ID.
         :param api_key: The session's API key.
@@ -204,7 +208,8 @@ class Emulator:
         return session
 
     def qr_png(self, session: Session) -> bytes:
-        """Return the session's current QR code as PNG, drawing a new one when the old one expired.
+        """
+        Return the session's current QR code as PNG, drawing a new one when the old one expired.
 
         :param session: A session in status ``qr``.
         """
@@ -225,7 +230,8 @@ class Emulator:
         return max(0, math.ceil(session.qr_issued + self.config.qr_ttl - time.monotonic()))
 
     def request_pairing_code(self, session: Session, phone_number: str) -> str:
-        """Start linking by pairing code.
+        """
+        Start linking by pairing code.
 
         :param session: A session that is not linked yet.
         :param phone_number: The phone's number, 7 to 15 digits.
@@ -244,7 +250,8 @@ class Emulator:
         return session.pairing_code
 
     async def link(self, session: Session) -> None:
-        """Link a session as if its QR had been scanned, and deliver its queue.
+        """
+        Link a session as if its QR had been scanned, and deliver its queue.
 
         :param session: The session to link.
         """
@@ -272,7 +279,8 @@ class Emulator:
         self.save()
 
     def restart(self, session: Session, *, wipe: bool) -> None:
-        """Restart a session.
+        """
+        Restart a session.
 
         :param session: The session to restart.
         :param wipe: Forget the link: the session shows a new QR and waits to be linked again.
@@ -331,7 +339,8 @@ class Emulator:
         return self.config.rate_limit - session.window_count
 
     def refuse_if_unsendable(self, session: Session, to: str) -> None:
-        """Raise what the service answers before it would accept a message.
+        """
+        Raise what the service answers before it would accept a message.
 
         :param session: The sending session.
         :param to: The recipient's digits.
@@ -346,7 +355,8 @@ class Emulator:
             raise ApiError(422, "Request failed", f"Number not registered on WhatsApp: {to}")
 
     async def accept(self, session: Session, message: Message) -> dict[str, Any]:
-        """Accept a validated message: deliver it now, or queue it until the session is active.
+        """
+        Accept a validated message: deliver it now, or queue it until the session is active.
 
         :param session: The sending session.
         :param message: The message, validated and not a dry run.

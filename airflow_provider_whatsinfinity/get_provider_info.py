@@ -1,10 +1,49 @@
-"""Provider metadata that Airflow reads through the ``apache_airflow_provider`` entry point."""
+"""
+Provider metadata that Airflow reads through the ``apache_airflow_provider`` entry point.
+
+This module stays light: Airflow imports it at start-up, before any hook. The connection form
+(``conn-fields`` and ``ui-field-behaviour``) is defined here, and the hook's pre-3.2 form methods are
+derived from the same constants so that the two can never disagree.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
 from airflow_provider_whatsinfinity import __version__
+
+CONN_TYPE = "whatsinfinity"
+HOOK_CLASS = "airflow_provider_whatsinfinity.hooks.whatsinfinity.WhatsInfinityHook"
+
+DEFAULT_TIMEOUT = 30.0
+DEFAULT_MAX_RATE_LIMIT_WAIT = 120.0
+
+#: The connection's extras, as Airflow 3.2+ draws them in the connection form.
+CONN_FIELDS: dict[str, dict[str, Any]] = {
+    "timeout": {
+        "label": "Timeout (seconds)",
+        "schema": {"type": ["number", "null"], "default": DEFAULT_TIMEOUT, "exclusiveMinimum": 0},
+        "description": "Seconds allowed for each request to WhatsInfinity.",
+    },
+    "max_rate_limit_wait": {
+        "label": "Max rate-limit wait (seconds)",
+        "schema": {"type": ["number", "null"], "default": DEFAULT_MAX_RATE_LIMIT_WAIT, "minimum": 0},
+        "description": "Longest total wait for 429 answers in one call before giving up.",
+    },
+}
+
+#: Which standard connection fields are used, and how they are labelled.
+UI_FIELD_BEHAVIOUR: dict[str, Any] = {
+    "hidden-fields": ["schema", "port", "extra"],
+    "relabeling": {"host": "Base URL", "login": "Session ID", "password": "API key"},
+    "placeholders": {
+        "host": "http://api.whatsinfinity.com",
+        "login": "mysession",
+        "password": "the session's API key (16+ characters)",
+        "timeout": str(int(DEFAULT_TIMEOUT)),
+        "max_rate_limit_wait": str(int(DEFAULT_MAX_RATE_LIMIT_WAIT)),
+    },
+}
 
 
 def get_provider_info() -> dict[str, Any]:
@@ -14,4 +53,26 @@ def get_provider_info() -> dict[str, Any]:
         "name": "WhatsInfinity",
         "description": "Send WhatsApp messages and media through the WhatsInfinity API.",
         "versions": [__version__],
+        "integrations": [
+            {
+                "integration-name": "WhatsInfinity",
+                "external-doc-url": "http://api.whatsinfinity.com",
+                "tags": ["service"],
+            }
+        ],
+        "hooks": [
+            {
+                "integration-name": "WhatsInfinity",
+                "python-modules": ["airflow_provider_whatsinfinity.hooks.whatsinfinity"],
+            }
+        ],
+        "connection-types": [
+            {
+                "connection-type": CONN_TYPE,
+                "hook-class-name": HOOK_CLASS,
+                "hook-name": "WhatsInfinity",
+                "conn-fields": CONN_FIELDS,
+                "ui-field-behaviour": UI_FIELD_BEHAVIOUR,
+            }
+        ],
     }

@@ -1,0 +1,693 @@
+"""
+A client for the WhatsInfinity API on httpx, with no Airflow in it.
+
+:class:`WhatsInfinityClient` and :class:`AsyncWhatsInfinityClient` share everything but the I/O:
+each API call is described once (:class:`_Call`), its answer parsed once, and its retries decided
+once, in a generator (:meth:`_ClientBase._attempts`) that asks its driver to send a request or to
+sleep. The sync driver uses ``httpx.Client`` and ``time.sleep``, the async one ``httpx.AsyncClient``
+and ``asyncio.sleep``.
+
+Retries never send a message twice:
+
+- 429: wait ``retryAfter`` (plus a little jitter) while the total wait stays within
+  ``max_rate_limit_wait``, then raise :class:`RateLimitedError`.
+- A request that never left (connect error, connect or pool timeout), a 503, and on read-only calls
+  (check-session, QR, all-sessions, dry runs) any 5xx or timeout: exponential backoff with full
+  jitter, at most ``max_attempts`` attempts and no new attempt after ``retry_deadline`` seconds.
+- A call that changes something and may have reached the server (read timeout, dropped connection,
+  5xx other than 503) is never retried: :class:`OutcomeUnknownError`.
+- 400, 401, 404, 409, 422: never retried.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from urllib.parse import quote
+
+import httpx
+
+from airflow_provider_whatsinfinity import __version__
+from airflow_provider_whatsinfinity.exceptions import (
+    AuthenticationError,
+    ConflictError,
+    NotOnWhatsAppError,
+    OutcomeUnknownError,
+    QueueFullError,
+    RateLimitedError,
+    ServerError,
+    ServiceUnreachableError,
+    SessionNotFoundError,
+    ValidationError,
+    WhatsInfinityError,
+)
+from airflow_provider_whatsinfinity.models import SendResult, SessionStatus
+from airflow_provider_whatsinfinity.validation import (
+    check_api_key,
+    check_file_name,
+    check_message,
+    check_optional_text,
+    check_session_id,
+    check_url,
+    normalize_base_url,
+    normalize_phone,
+    resolve_media_type,
+)
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Generator
+
+    from typing_extensions import Self
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+# How a call may be retried: READ changes nothing; CHANGE (sends, session changes) must never run twice.
+READ = "read"
+CHANGE = "change"
+
+# Errors where the request certainly never reached the server.
+NEVER_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
+USER_AGENT = f"airflow-provider-whatsinfinity/{__version__}"
+
+
+@dataclass(frozen=True)
+class RetrySettings:
+    """
+    How hard a client tries before it gives up.
+
+    :param max_attempts: Attempts for errors retried with backoff (not 429s, which have their own budget).
+    :param backoff_base: First backoff ceiling in seconds; it doubles with each attempt.
+    :param backoff_max: Largest backoff ceiling in seconds.
+    :param retry_deadline: No backoff retry starts later than this many seconds after the first attempt.
+    :param max_rate_limit_wait: Most seconds spent waiting out 429s in one call.
+    """
+
+    max_attempts: int = 4
+    backoff_base: float = 0.5
+    backoff_max: float = 8.0
+    retry_deadline: float = 60.0
+    max_rate_limit_wait: float = 120.0
+
+    def __post_init__(self) -> None:
+        if self.max_attempts < 1:
+            raise ValidationError(f"max_attempts must be at least 1, got {self.max_attempts}")
+        for name in ("backoff_base", "backoff_max", "retry_deadline", "max_rate_limit_wait"):
+            if getattr(self, name) < 0:
+                raise ValidationError(f"{name} must not be negative, got {getattr(self, name)}")
+
+
+@dataclass(frozen=True)
+class _Call(Generic[T]):
+    """One API call: the request, how it may be retried, and how its answer becomes a result."""
+
+    name: str
+    method: str
+    path: str
+    kind: str
+    parse: Callable[[_Answer], T]
+    json: dict[str, Any] | None = None
+    authenticated: bool = True
+
+
+@dataclass(frozen=True)
+class _Answer:
+    """A successful answer: its ``data`` (or raw bytes for the QR PNG) and its requestId."""
+
+    data: dict[str, Any]
+    request_id: str | None
+    content: bytes = b""
+
+
+@dataclass(frozen=True)
+class _Sleep:
+    seconds: float
+
+
+@dataclass
+class _Budget:
+    started: float = field(default_factory=time.monotonic)
+    attempt: int = 0
+    rate_limit_waited: float = 0.0
+
+
+class _ClientBase:
+    """
+    What the sync and async clients share: settings, calls, answer parsing and retry decisions.
+
+    :param session_id: The WhatsInfinity session ID.
+    :param api_key: The session's API key. It is sent only in the ``x-api-key`` header and never shown.
+    :param base_url: The API's base URL; empty means ``http://api.whatsinfinity.com``.
+    :param timeout: Seconds allowed for each request (connecting takes at most 10 of them).
+    :param retry: How hard to try before giving up.
+    :param transport: An httpx transport to use instead of the network (for example a proxy).
+    """
+
+    def __init__(
+        self,
+        *,
+        session_id: str,
+        api_key: str,
+        base_url: str | None = None,
+        timeout: float = 30.0,
+        retry: RetrySettings | None = None,
+        transport: Any = None,
+    ) -> None:
+        self.session_id = check_session_id(session_id)
+        self._api_key = check_api_key(api_key)
+        self.base_url = normalize_base_url(base_url)
+        if not timeout or timeout <= 0:
+            raise ValidationError(f"timeout must be a positive number of seconds, got {timeout!r}")
+        self.timeout = float(timeout)
+        self.retry = retry or RetrySettings()
+        self._transport = transport
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(base_url={self.base_url!r}, session_id={self.session_id!r})"
+
+    def _client_options(self) -> dict[str, Any]:
+        options: dict[str, Any] = {
+            "base_url": self.base_url,
+            "timeout": httpx.Timeout(self.timeout, connect=min(self.timeout, 10.0)),
+            "headers": {"user-agent": USER_AGENT, "accept": "application/json"},
+        }
+        if self._transport is not None:
+            options["transport"] = self._transport
+        return options
+
+    def _headers(self, call: _Call[Any]) -> dict[str, str] | None:
+        return {"x-api-key": self._api_key} if call.authenticated else None
+
+    # The calls ---------------------------------------------------------------------------------
+
+    @property
+    def _quoted_session(self) -> str:
+        return quote(self.session_id, safe="")
+
+    def _create_session(self) -> _Call[SessionStatus]:
+        body = {"sessionId": self.session_id, "apiKey": self._api_key}
+        return _Call(
+            "create-session", "POST", "/create-session", CHANGE, self._status, body, authenticated=False
+        )
+
+    def _get_qr(self) -> _Call[bytes]:
+        return _Call("qr", "GET", f"/qr/{self._quoted_session}", READ, lambda answer: answer.content)
+
+    def _request_pairing_code(self, phone_number: str | int) -> _Call[str]:
+        body = {"sessionId": self.session_id, "phoneNumber": normalize_phone(phone_number)}
+        return _Call("pairing-code", "POST", "/pairing-code", CHANGE, _pairing_code, body)
+
+    def _check_session(self) -> _Call[SessionStatus]:
+        return _Call("check-session", "GET", f"/check-session/{self._quoted_session}", READ, self._status)
+
+    def _list_sessions(self) -> _Call[list[SessionStatus]]:
+        return _Call("all-sessions", "GET", "/all-sessions", READ, _session_list, authenticated=False)
+
+    def _restart_session(self, wipe: bool) -> _Call[SessionStatus]:
+        if not isinstance(wipe, bool):
+            raise ValidationError(f"wipe must be True or False, got {wipe!r}")
+        body = {"sessionId": self.session_id, "wipe": wipe}
+        return _Call("restart-session", "POST", "/restart-session", CHANGE, self._status, body)
+
+    def _delete_session(self) -> _Call[None]:
+        return _Call(
+            "delete-session",
+            "POST",
+            "/delete-session",
+            CHANGE,
+            lambda a: None,
+            {"sessionId": self.session_id},
+        )
+
+    def _rotate_key(self) -> _Call[str]:
+        return _Call(
+            "rotate-key", "POST", "/rotate-key", CHANGE, self._new_key, {"sessionId": self.session_id}
+        )
+
+    def _send_text(self, to: str | int, message: str, typing: bool, dry_run: bool) -> _Call[SendResult]:
+        digits = normalize_phone(to)
+        body = {"sessionId": self.session_id, "to": digits, "type": "text", "message": check_message(message)}
+        return self._send(digits, body, typing, dry_run)
+
+    def _send_media(
+        self,
+        to: str | int,
+        url: str,
+        media_type: str,
+        caption: str | None,
+        file_name: str | None,
+        dry_run: bool,
+    ) -> _Call[SendResult]:
+        digits = normalize_phone(to)
+        url = check_url(url)
+        body: dict[str, Any] = {
+            "sessionId": self.session_id,
+            "to": digits,
+            "type": resolve_media_type(url, media_type),
+            "url": url,
+        }
+        if (caption := check_optional_text(caption, "Caption")) is not None:
+            body["caption"] = caption
+        if (file_name := check_file_name(file_name)) is not None:
+            body["fileName"] = file_name
+        return self._send(digits, body, False, dry_run)
+
+    def _send(self, digits: str, body: dict[str, Any], typing: bool, dry_run: bool) -> _Call[SendResult]:
+        for name, flag in (("typing", typing), ("dry_run", dry_run)):
+            if not isinstance(flag, bool):
+                raise ValidationError(f"{name} must be True or False, got {flag!r}")
+        if typing:
+            body["typing"] = True
+        if dry_run:
+            body["dryRun"] = True
+
+        def parse(answer: _Answer) -> SendResult:
+            return SendResult.from_api(digits, answer.data, answer.request_id)
+
+        # A dry run changes nothing, so it may be retried like a read.
+        return _Call(f"send to {digits}", "POST", "/send", READ if dry_run else CHANGE, parse, body)
+
+    def _status(self, answer: _Answer) -> SessionStatus:
+        return SessionStatus.from_api(self.session_id, answer.data)
+
+    def _new_key(self, answer: _Answer) -> str:
+        key = answer.data.get("apiKey")
+        if not isinstance(key, str) or not key:
+            raise ServerError(
+                "rotate-key answered without a new apiKey; the old key may no longer work",
+                request_id=answer.request_id,
+            )
+        self._api_key = key
+        return key
+
+    # Answers and retries -----------------------------------------------------------------------
+
+    def _attempts(self, call: _Call[T]) -> Generator[_Call[T] | _Sleep, httpx.Response | Exception | None, T]:
+        """
+        Run one call to its end: yield the call to have it sent, or a pause to have it waited out.
+
+        The driver sends back the ``httpx.Response``, or the exception the request raised.
+        """
+        budget = _Budget()
+        while True:
+            budget.attempt += 1
+            outcome = yield call
+            try:
+                if isinstance(outcome, httpx.Response):
+                    return call.parse(self._answer(call, outcome))
+                raise self._transport_error(call, outcome) from outcome
+            except RateLimitedError as error:
+                pause = self._rate_limit_pause(call, error, budget)
+            except WhatsInfinityError as error:
+                pause = self._backoff_pause(call, error, budget)
+            yield _Sleep(pause)
+
+    def _rate_limit_pause(self, call: _Call[Any], error: RateLimitedError, budget: _Budget) -> float:
+        wait = max(float(error.retry_after or 1), 0.0)
+        pause = wait + random.uniform(0, min(1.0, 0.1 * wait + 0.05))
+        if budget.rate_limit_waited + pause > self.retry.max_rate_limit_wait:
+            raise RateLimitedError(
+                f"{call.name}: rate limited, and waiting another {wait:.0f} s would exceed "
+                f"max_rate_limit_wait ({self.retry.max_rate_limit_wait:.0f} s, "
+                f"{budget.rate_limit_waited:.0f} s waited so far)",
+                retry_after=error.retry_after,
+                status_code=error.status_code,
+                error=error.error,
+                details=error.details,
+                request_id=error.request_id,
+            ) from error
+        budget.rate_limit_waited += pause
+        log.warning("WhatsInfinity %s; waiting %.1f s as the server asked", error, pause)
+        return pause
+
+    def _backoff_pause(self, call: _Call[Any], error: WhatsInfinityError, budget: _Budget) -> float:
+        retryable = isinstance(error, (ServiceUnreachableError, QueueFullError)) or (
+            call.kind == READ and isinstance(error, ServerError)
+        )
+        if not retryable or budget.attempt >= self.retry.max_attempts:
+            raise error
+        ceiling = min(self.retry.backoff_max, self.retry.backoff_base * 2 ** (budget.attempt - 1))
+        pause = random.uniform(0, ceiling)
+        if time.monotonic() - budget.started + pause > self.retry.retry_deadline:
+            raise error
+        log.warning(
+            "WhatsInfinity %s; retrying in %.1f s (attempt %d of %d)",
+            error,
+            pause,
+            budget.attempt + 1,
+            self.retry.max_attempts,
+        )
+        return pause
+
+    def _answer(self, call: _Call[Any], response: httpx.Response) -> _Answer:
+        request_id = response.headers.get("x-request-id")
+        content_type = response.headers.get("content-type", "")
+        if response.is_success and content_type.startswith("image/"):
+            return _Answer({}, request_id, response.content)
+        try:
+            body = response.json()
+        except ValueError:
+            body = None
+        if isinstance(body, dict):
+            request_id = str(body.get("requestId") or request_id or "") or None
+        if response.is_success and isinstance(body, dict) and body.get("success") is not False:
+            data = body.get("data")
+            return _Answer(data if isinstance(data, dict) else {"items": data}, request_id)
+        raise self._error_for(call, response, body if isinstance(body, dict) else None, request_id)
+
+    def _error_for(
+        self, call: _Call[Any], response: httpx.Response, body: dict[str, Any] | None, request_id: str | None
+    ) -> WhatsInfinityError:
+        status = response.status_code
+        details: str | None
+        if body is None:
+            snippet = response.text[:200].strip() or "an empty body"
+            error_text, details = None, f"unreadable answer: {snippet}"
+        else:
+            error_text = _str_or_none(body.get("error"))
+            details = _str_or_none(body.get("details"))
+        said = ": ".join(part for part in (error_text, details) if part) or response.reason_phrase
+        message = f"{call.name} failed with HTTP {status}: {said}"
+        fields: dict[str, Any] = {
+            "status_code": status,
+            "error": error_text,
+            "details": details,
+            "request_id": request_id,
+        }
+        if response.is_success:
+            # 2xx, but not an answer we can read: for a change, we cannot tell whether it happened.
+            cls: type[WhatsInfinityError] = OutcomeUnknownError if call.kind == CHANGE else ServerError
+            return cls(f"{call.name}: the server answered HTTP {status} with {details}", **fields)
+        if status == 429:
+            return RateLimitedError(message, retry_after=_retry_after(body, response), **fields)
+        if status == 503 and call.path == "/send":
+            return QueueFullError(message, **fields)
+        if status >= 500:
+            if call.kind == CHANGE and status != 503:
+                return OutcomeUnknownError(
+                    f"{message}. The call may or may not have taken effect, so it was not retried",
+                    **fields,
+                )
+            return ServerError(message, **fields)
+        cls = ERRORS_BY_STATUS.get(status, WhatsInfinityError)
+        return cls(message, **fields)
+
+    def _transport_error(self, call: _Call[Any], exc: Exception | None) -> WhatsInfinityError:
+        reason = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+        if isinstance(exc, httpx.UnsupportedProtocol | httpx.InvalidURL):
+            return ValidationError(f"{call.name}: invalid base URL {self.base_url!r}: {reason}")
+        if isinstance(exc, NEVER_SENT):
+            return ServiceUnreachableError(f"{call.name}: could not reach {self.base_url}: {reason}")
+        if call.kind == READ:
+            return ServiceUnreachableError(f"{call.name}: no answer from {self.base_url}: {reason}")
+        return OutcomeUnknownError(
+            f"{call.name}: the request was sent but its answer was lost ({reason}); it may or may not have "
+            "taken effect, so it was not retried"
+        )
+
+
+ERRORS_BY_STATUS: dict[int, type[WhatsInfinityError]] = {
+    400: ValidationError,
+    413: ValidationError,
+    401: AuthenticationError,
+    403: AuthenticationError,
+    404: SessionNotFoundError,
+    409: ConflictError,
+    422: NotOnWhatsAppError,
+}
+
+
+def _str_or_none(value: Any) -> str | None:
+    return None if value is None else str(value)
+
+
+def _retry_after(body: dict[str, Any] | None, response: httpx.Response) -> float | None:
+    for value in ((body or {}).get("retryAfter"), response.headers.get("retry-after")):
+        try:
+            if value is not None and not isinstance(value, bool):
+                return max(float(value), 0.0)
+        except (TypeError, ValueError):
+            continue
+    return None
+
+
+def _pairing_code(answer: _Answer) -> str:
+    code = answer.data.get("pairingCode") or answer.data.get("code")
+    if code is None or str(code).strip() == "":
+        raise ServerError("pairing-code answered without a pairing code", request_id=answer.request_id)
+    return str(code).strip()
+
+
+def _session_list(answer: _Answer) -> list[SessionStatus]:
+    data = answer.data
+    items = data.get("sessions", data.get("items", []))
+    if not isinstance(items, list):
+        raise ServerError("all-sessions answered without a list of sessions", request_id=answer.request_id)
+    return [
+        SessionStatus.from_api(str(item.get("sessionId") or item.get("id") or ""), item)
+        for item in items
+        if isinstance(item, dict)
+    ]
+
+
+class WhatsInfinityClient(_ClientBase):
+    """
+    A blocking client for one WhatsInfinity session, reusing one pooled ``httpx.Client``.
+
+    .. code-block:: python
+
+        with WhatsInfinityClient(session_id="mysession", api_key=key) as client:
+            client.send_text("+91 99999 99999", "Nightly load finished")
+    """
+
+    @cached_property
+    def _http(self) -> httpx.Client:
+        return httpx.Client(**self._client_options())
+
+    def close(self) -> None:
+        """Close the connection pool."""
+        if "_http" in self.__dict__:
+            self._http.close()
+            del self.__dict__["_http"]
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def _run(self, call: _Call[T]) -> T:
+        attempts = self._attempts(call)
+        step = next(attempts)
+        while True:
+            outcome: httpx.Response | Exception | None = None
+            if isinstance(step, _Sleep):
+                time.sleep(step.seconds)
+            else:
+                try:
+                    outcome = self._http.request(
+                        step.method, step.path, json=step.json, headers=self._headers(step)
+                    )
+                except httpx.HTTPError as exc:
+                    outcome = exc
+            try:
+                step = attempts.send(outcome)
+            except StopIteration as done:
+                return done.value  # type: ignore[no-any-return]
+
+    def create_session(self) -> SessionStatus:
+        """Create this session on the server with this client's key; it then waits to be linked."""
+        return self._run(self._create_session())
+
+    def get_qr(self) -> bytes:
+        """Return the session's current QR code as PNG bytes."""
+        return self._run(self._get_qr())
+
+    def request_pairing_code(self, phone_number: str | int) -> str:
+        """
+        Ask for a pairing code to enter in WhatsApp under Linked Devices.
+
+        :param phone_number: The phone's number with country code.
+        """
+        return self._run(self._request_pairing_code(phone_number))
+
+    def check_session(self) -> SessionStatus:
+        """Return the session's status and health."""
+        return self._run(self._check_session())
+
+    def list_sessions(self) -> list[SessionStatus]:
+        """Return every session on the server with its status."""
+        return self._run(self._list_sessions())
+
+    def restart_session(self, wipe: bool = False) -> SessionStatus:
+        """
+        Restart the session.
+
+        :param wipe: Also forget its link, so that it must be linked again by QR or pairing code.
+        """
+        return self._run(self._restart_session(wipe))
+
+    def delete_session(self) -> None:
+        """Delete the session for good."""
+        self._run(self._delete_session())
+
+    def rotate_key(self) -> str:
+        """Give the session a new API key, use it from now on, and return it. The old key stops working."""
+        return self._run(self._rotate_key())
+
+    def send_text(
+        self, to: str | int, message: str, *, typing: bool = False, dry_run: bool = False
+    ) -> SendResult:
+        """
+        Send a text message.
+
+        :param to: The recipient's number with country code; ``+``, spaces and dashes are fine.
+        :param message: The text, at most 65000 characters.
+        :param typing: Show a typing indicator briefly before the message.
+        :param dry_run: Only validate the message; nothing is sent.
+        """
+        return self._run(self._send_text(to, message, typing, dry_run))
+
+    def send_media(
+        self,
+        to: str | int,
+        url: str,
+        *,
+        media_type: str = "media",
+        caption: str | None = None,
+        file_name: str | None = None,
+        dry_run: bool = False,
+    ) -> SendResult:
+        """
+        Send an image, video, audio file or document from a public URL.
+
+        :param to: The recipient's number with country code.
+        :param url: A publicly accessible http(s) URL of the file.
+        :param media_type: ``media`` to detect the kind from the URL's extension, or ``image``,
+            ``video``, ``audio`` or ``document``.
+        :param caption: Caption for images, videos and documents.
+        :param file_name: File name shown for a document, such as ``invoice.pdf``.
+        :param dry_run: Only validate the message; nothing is sent.
+        """
+        return self._run(self._send_media(to, url, media_type, caption, file_name, dry_run))
+
+
+class AsyncWhatsInfinityClient(_ClientBase):
+    """The asyncio twin of :class:`WhatsInfinityClient`, reusing one pooled ``httpx.AsyncClient``."""
+
+    @cached_property
+    def _http(self) -> httpx.AsyncClient:
+        return httpx.AsyncClient(**self._client_options())
+
+    async def aclose(self) -> None:
+        """Close the connection pool."""
+        if "_http" in self.__dict__:
+            await self._http.aclose()
+            del self.__dict__["_http"]
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    async def _run(self, call: _Call[T]) -> T:
+        attempts = self._attempts(call)
+        step = next(attempts)
+        while True:
+            outcome: httpx.Response | Exception | None = None
+            if isinstance(step, _Sleep):
+                await asyncio.sleep(step.seconds)
+            else:
+                try:
+                    outcome = await self._http.request(
+                        step.method, step.path, json=step.json, headers=self._headers(step)
+                    )
+                except httpx.HTTPError as exc:
+                    outcome = exc
+            try:
+                step = attempts.send(outcome)
+            except StopIteration as done:
+                return done.value  # type: ignore[no-any-return]
+
+    async def create_session(self) -> SessionStatus:
+        """Create this session on the server with this client's key; it then waits to be linked."""
+        return await self._run(self._create_session())
+
+    async def get_qr(self) -> bytes:
+        """Return the session's current QR code as PNG bytes."""
+        return await self._run(self._get_qr())
+
+    async def request_pairing_code(self, phone_number: str | int) -> str:
+        """
+        Ask for a pairing code to enter in WhatsApp under Linked Devices.
+
+        :param phone_number: The phone's number with country code.
+        """
+        return await self._run(self._request_pairing_code(phone_number))
+
+    async def check_session(self) -> SessionStatus:
+        """Return the session's status and health."""
+        return await self._run(self._check_session())
+
+    async def list_sessions(self) -> list[SessionStatus]:
+        """Return every session on the server with its status."""
+        return await self._run(self._list_sessions())
+
+    async def restart_session(self, wipe: bool = False) -> SessionStatus:
+        """
+        Restart the session.
+
+        :param wipe: Also forget its link, so that it must be linked again by QR or pairing code.
+        """
+        return await self._run(self._restart_session(wipe))
+
+    async def delete_session(self) -> None:
+        """Delete the session for good."""
+        await self._run(self._delete_session())
+
+    async def rotate_key(self) -> str:
+        """Give the session a new API key, use it from now on, and return it. The old key stops working."""
+        return await self._run(self._rotate_key())
+
+    async def send_text(
+        self, to: str | int, message: str, *, typing: bool = False, dry_run: bool = False
+    ) -> SendResult:
+        """
+        Send a text message.
+
+        :param to: The recipient's number with country code; ``+``, spaces and dashes are fine.
+        :param message: The text, at most 65000 characters.
+        :param typing: Show a typing indicator briefly before the message.
+        :param dry_run: Only validate the message; nothing is sent.
+        """
+        return await self._run(self._send_text(to, message, typing, dry_run))
+
+    async def send_media(
+        self,
+        to: str | int,
+        url: str,
+        *,
+        media_type: str = "media",
+        caption: str | None = None,
+        file_name: str | None = None,
+        dry_run: bool = False,
+    ) -> SendResult:
+        """
+        Send an image, video, audio file or document from a public URL.
+
+        :param to: The recipient's number with country code.
+        :param url: A publicly accessible http(s) URL of the file.
+        :param media_type: ``media`` to detect the kind from the URL's extension, or ``image``,
+            ``video``, ``audio`` or ``document``.
+        :param caption: Caption for images, videos and documents.
+        :param file_name: File name shown for a document, such as ``invoice.pdf``.
+        :param dry_run: Only validate the message; nothing is sent.
+        """
+        return await self._run(self._send_media(to, url, media_type, caption, file_name, dry_run))

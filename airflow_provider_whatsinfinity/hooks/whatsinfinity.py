@@ -1,0 +1,364 @@
+"""The WhatsInfinity hook: an Airflow Connection turned into a WhatsInfinity client."""
+
+from __future__ import annotations
+
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit, urlunsplit
+
+from airflow.sdk import BaseHook
+
+from airflow_provider_whatsinfinity.client import AsyncWhatsInfinityClient, RetrySettings, WhatsInfinityClient
+from airflow_provider_whatsinfinity.exceptions import ValidationError, WhatsInfinityError
+from airflow_provider_whatsinfinity.get_provider_info import (
+    CONN_FIELDS,
+    CONN_TYPE,
+    DEFAULT_MAX_RATE_LIMIT_WAIT,
+    DEFAULT_TIMEOUT,
+    UI_FIELD_BEHAVIOUR,
+)
+from airflow_provider_whatsinfinity.spec import DEFAULT_BASE_URL
+
+if TYPE_CHECKING:
+    from airflow.sdk import Connection
+
+    from airflow_provider_whatsinfinity.models import SendResult, SessionStatus
+
+
+def mask_secret(secret: str) -> None:
+    """
+    Register a secret with Airflow's secret masker, so that it shows as ``***`` in every log.
+
+    :param secret: The secret, such as an API key.
+    """
+    try:
+        from airflow.sdk.log import mask_secret as airflow_mask_secret
+    except ImportError:  # Airflow 3.0
+        from airflow.sdk.execution_time.secrets_masker import (  # type: ignore[no-redef]
+            mask_secret as airflow_mask_secret,
+        )
+    airflow_mask_secret(secret)
+
+
+class WhatsInfinityHook(BaseHook):
+    """
+    Talk to WhatsInfinity with the session and key of an Airflow Connection.
+
+    The connection (type ``whatsinfinity``): **Base URL** (host) such as
+    ``https://api.whatsinfinity.com``, empty for the public service; **Session ID** (login);
+    **API key** (password); extras ``timeout`` (seconds, default 30) and ``max_rate_limit_wait``
+    (seconds, default 120). The API key is registered with Airflow's secret masker as soon as it is
+    read.
+
+    .. code-block:: python
+
+        hook = WhatsInfinityHook(whatsinfinity_conn_id="whatsinfinity_default")
+        if hook.check_session().is_ready:
+            hook.send_text("919999999999", "Nightly load finished")
+
+    :param whatsinfinity_conn_id: The connection to use.
+    :param timeout: Seconds allowed per request; overrides the connection's ``timeout`` extra.
+    :param max_rate_limit_wait: Longest total wait for 429s in one call; overrides the connection's
+        ``max_rate_limit_wait`` extra.
+    :param max_attempts: Attempts for errors retried with backoff (at least 1; default 4).
+    """
+
+    conn_name_attr = "whatsinfinity_conn_id"
+    default_conn_name = "whatsinfinity_default"
+    conn_type = CONN_TYPE
+    hook_name = "WhatsInfinity"
+
+    def __init__(
+        self,
+        whatsinfinity_conn_id: str = default_conn_name,
+        *,
+        timeout: float | None = None,
+        max_rate_limit_wait: float | None = None,
+        max_attempts: int | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.whatsinfinity_conn_id = whatsinfinity_conn_id
+        self.timeout = timeout
+        self.max_rate_limit_wait = max_rate_limit_wait
+        self.max_attempts = max_attempts
+        self._async_client: AsyncWhatsInfinityClient | None = None
+        # After rotate_key() the connection's password is stale: both clients use the new key.
+        self._rotated_key: str | None = None
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(whatsinfinity_conn_id={self.whatsinfinity_conn_id!r})"
+
+    # Clients -----------------------------------------------------------------------------------
+
+    @cached_property
+    def client(self) -> WhatsInfinityClient:
+        """The blocking client, built from the connection on first use and reused after that."""
+        return WhatsInfinityClient(**self._client_params(self.get_connection(self.whatsinfinity_conn_id)))
+
+    def get_conn(self) -> WhatsInfinityClient:
+        """Return the blocking client (Airflow's usual name for it)."""
+        return self.client
+
+    async def get_async_client(self) -> AsyncWhatsInfinityClient:
+        """Return the asyncio client, built from the connection on first use and reused after that."""
+        if self._async_client is None:
+            connection = await self.aget_connection(self.whatsinfinity_conn_id)
+            self._async_client = AsyncWhatsInfinityClient(**self._client_params(connection))
+        return self._async_client
+
+    def close(self) -> None:
+        """Close the blocking client's connection pool."""
+        if "client" in self.__dict__:
+            self.client.close()
+            del self.__dict__["client"]
+
+    async def aclose(self) -> None:
+        """Close the asyncio client's connection pool."""
+        if self._async_client is not None:
+            await self._async_client.aclose()
+            self._async_client = None
+
+    def _client_params(self, connection: Connection, **overrides: Any) -> dict[str, Any]:
+        """Gather the client's settings from the connection, the hook's arguments and ``overrides``."""
+        conn_id = self.whatsinfinity_conn_id
+        api_key = self._rotated_key or connection.password
+        if api_key:
+            mask_secret(api_key)
+        if not connection.login:
+            raise ValidationError(
+                f"Connection {conn_id!r} has no Session ID: set its login to the session ID"
+            )
+        if not api_key:
+            raise ValidationError(
+                f"Connection {conn_id!r} has no API key: set its password to the session's key"
+            )
+        extras = connection.extra_dejson
+        timeout = self.timeout or _extra_number(extras, "timeout", DEFAULT_TIMEOUT, conn_id)
+        if self.max_rate_limit_wait is not None:
+            max_wait = self.max_rate_limit_wait
+        else:
+            max_wait = _extra_number(extras, "max_rate_limit_wait", DEFAULT_MAX_RATE_LIMIT_WAIT, conn_id)
+        retry = {"max_rate_limit_wait": max_wait}
+        if self.max_attempts is not None:
+            retry["max_attempts"] = self.max_attempts
+        params: dict[str, Any] = {
+            "session_id": connection.login,
+            "api_key": api_key,
+            "base_url": base_url_of(connection),
+            "timeout": timeout,
+            "retry": RetrySettings(**{**retry, **overrides}),
+        }
+        return params
+
+    # The API -----------------------------------------------------------------------------------
+
+    def create_session(self) -> SessionStatus:
+        """Create the connection's session on the server with the connection's key."""
+        return self.client.create_session()
+
+    def get_qr(self) -> bytes:
+        """Return the session's current QR code as PNG bytes."""
+        return self.client.get_qr()
+
+    def request_pairing_code(self, phone_number: str | int) -> str:
+        """
+        Ask for a pairing code to enter in WhatsApp under Linked Devices.
+
+        :param phone_number: The phone's number with country code.
+        """
+        return self.client.request_pairing_code(phone_number)
+
+    def check_session(self) -> SessionStatus:
+        """Return the session's status and health."""
+        return self.client.check_session()
+
+    def list_sessions(self) -> list[SessionStatus]:
+        """Return every session on the server with its status."""
+        return self.client.list_sessions()
+
+    def restart_session(self, wipe: bool = False) -> SessionStatus:
+        """
+        Restart the session.
+
+        :param wipe: Also forget its link, so that it must be linked again by QR or pairing code.
+        """
+        return self.client.restart_session(wipe)
+
+    def delete_session(self) -> None:
+        """Delete the session for good."""
+        self.client.delete_session()
+
+    def rotate_key(self) -> str:
+        """
+        Give the session a new API key and return it; the old key stops working at once.
+
+        The new key is registered with the secret masker before it is returned, and this hook uses it
+        from then on. Store it in the connection (or your secrets backend) yourself: nothing else will.
+        """
+        new_key = self.client.rotate_key()
+        mask_secret(new_key)
+        self._rotated_key = new_key
+        if self._async_client is not None:
+            self._async_client._api_key = new_key
+        return new_key
+
+    def send_text(
+        self, to: str | int, message: str, *, typing: bool = False, dry_run: bool = False
+    ) -> SendResult:
+        """
+        Send a text message.
+
+        :param to: The recipient's number with country code; ``+``, spaces and dashes are fine.
+        :param message: The text, at most 65000 characters.
+        :param typing: Show a typing indicator briefly before the message.
+        :param dry_run: Only validate the message; nothing is sent.
+        """
+        return self.client.send_text(to, message, typing=typing, dry_run=dry_run)
+
+    def send_media(
+        self,
+        to: str | int,
+        url: str,
+        *,
+        media_type: str = "media",
+        caption: str | None = None,
+        file_name: str | None = None,
+        dry_run: bool = False,
+    ) -> SendResult:
+        """
+        Send an image, video, audio file or document from a public URL.
+
+        :param to: The recipient's number with country code.
+        :param url: A publicly accessible http(s) URL of the file.
+        :param media_type: ``media`` to detect the kind from the URL's extension, or ``image``,
+            ``video``, ``audio`` or ``document``.
+        :param caption: Caption for images, videos and documents.
+        :param file_name: File name shown for a document, such as ``invoice.pdf``.
+        :param dry_run: Only validate the message; nothing is sent.
+        """
+        return self.client.send_media(
+            to, url, media_type=media_type, caption=caption, file_name=file_name, dry_run=dry_run
+        )
+
+    async def acheck_session(self) -> SessionStatus:
+        """Asyncio twin of :meth:`check_session`."""
+        return await (await self.get_async_client()).check_session()
+
+    async def asend_text(
+        self, to: str | int, message: str, *, typing: bool = False, dry_run: bool = False
+    ) -> SendResult:
+        """Asyncio twin of :meth:`send_text`; same parameters."""
+        return await (await self.get_async_client()).send_text(to, message, typing=typing, dry_run=dry_run)
+
+    async def asend_media(
+        self,
+        to: str | int,
+        url: str,
+        *,
+        media_type: str = "media",
+        caption: str | None = None,
+        file_name: str | None = None,
+        dry_run: bool = False,
+    ) -> SendResult:
+        """Asyncio twin of :meth:`send_media`; same parameters."""
+        client = await self.get_async_client()
+        return await client.send_media(
+            to, url, media_type=media_type, caption=caption, file_name=file_name, dry_run=dry_run
+        )
+
+    def test_connection(self) -> tuple[bool, str]:
+        """
+        Check the connection the way the UI's Test button does: one check-session call, no retries.
+
+        :return: ``(True, "...")`` naming the session and its status, or ``(False, reason)``.
+        """
+        try:
+            params = self._client_params(
+                self.get_connection(self.whatsinfinity_conn_id), max_attempts=1, max_rate_limit_wait=0
+            )
+            with WhatsInfinityClient(**params) as client:
+                status = client.check_session()
+        except WhatsInfinityError as error:
+            return False, str(error)
+        except Exception as error:
+            return False, f"{type(error).__name__}: {error}"
+        readiness = "ready to send" if status.is_ready else "not ready to send yet"
+        message = (
+            f"Connected to WhatsInfinity session {status.session_id!r}: status {status.status}, {readiness}"
+        )
+        if status.warning:
+            message += f"; warning: {status.warning}"
+        return True, message
+
+    # The connection form before Airflow 3.2 ----------------------------------------------------
+
+    @classmethod
+    def get_connection_form_widgets(cls) -> dict[str, Any]:
+        """Return the extras' form fields for Airflow before 3.2, built from ``CONN_FIELDS``."""
+        from wtforms import DecimalField
+        from wtforms.validators import NumberRange, Optional
+
+        widgets: dict[str, Any] = {}
+        for name, spec in CONN_FIELDS.items():
+            schema = spec["schema"]
+            minimum = schema.get("minimum", schema.get("exclusiveMinimum", 0))
+            widgets[name] = DecimalField(
+                spec["label"],
+                default=schema["default"],
+                description=spec["description"],
+                validators=[Optional(), NumberRange(min=minimum)],
+            )
+        return widgets
+
+    @classmethod
+    def get_ui_field_behaviour(cls) -> dict[str, Any]:
+        """Return how the standard fields are shown, for Airflow before 3.2, from ``UI_FIELD_BEHAVIOUR``."""
+        return {
+            "hidden_fields": list(UI_FIELD_BEHAVIOUR["hidden-fields"]),
+            "relabeling": dict(UI_FIELD_BEHAVIOUR["relabeling"]),
+            "placeholders": dict(UI_FIELD_BEHAVIOUR["placeholders"]),
+        }
+
+
+def base_url_of(connection: Connection) -> str:
+    """
+    Return the API base URL a connection points at.
+
+    The host may be a full URL (``https://api.whatsinfinity.com``), or a bare host whose scheme
+    comes from the connection's schema (``https``; ``http`` when empty) and whose port from its
+    port. An empty host means the public service.
+
+    :param connection: The Airflow connection.
+    """
+    host = (connection.host or "").strip()
+    if not host:
+        return DEFAULT_BASE_URL
+    if "://" not in host:
+        scheme = (connection.schema or "").strip().lower() or "http"
+        if scheme not in ("http", "https"):
+            raise ValidationError(
+                f"Connection {connection.conn_id!r}: schema {connection.schema!r} is not http or https"
+            )
+        host = f"{scheme}://{host}"
+    parts = urlsplit(host)
+    if connection.port and parts.port is None and parts.hostname:
+        netloc = f"{parts.netloc}:{connection.port}"
+        host = urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+    return host.rstrip("/")
+
+
+def _extra_number(extras: dict[str, Any], name: str, default: float, conn_id: str) -> float:
+    # Older connection forms store extras as "extra__whatsinfinity__<name>".
+    value = extras.get(name, extras.get(f"extra__{CONN_TYPE}__{name}"))
+    if value is None or value == "":
+        return default
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        number = -1.0
+    if isinstance(value, bool) or number < 0 or (name == "timeout" and number == 0):
+        raise ValidationError(
+            f"Connection {conn_id!r}: extra {name!r} must be a positive number, got {value!r}"
+        )
+    return number

@@ -1,0 +1,180 @@
+"""
+Checks made before any request, so that bad input fails fast with a message that names the problem.
+
+Every function raises :class:`~airflow_provider_whatsinfinity.exceptions.ValidationError` (with
+``status_code`` ``None``) and makes no request at all.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from airflow_provider_whatsinfinity.exceptions import ValidationError
+from airflow_provider_whatsinfinity.spec import (
+    DEFAULT_BASE_URL,
+    MAX_API_KEY_LENGTH,
+    MAX_FILE_NAME_LENGTH,
+    MAX_MESSAGE_LENGTH,
+    MEDIA_KINDS,
+    MIN_API_KEY_LENGTH,
+    SESSION_ID_PATTERN,
+    detect_media,
+    valid_http_url,
+)
+
+MEDIA_TYPES = ("media", *MEDIA_KINDS)
+# What people write around the digits of a phone number: a leading +, spaces, dashes, dots, brackets.
+_PHONE_DECORATION = re.compile(r"[\s\-.()]")
+_DIGITS = re.compile(r"[0-9]+")
+
+
+def _shown(value: object, limit: int = 60) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 4] + "...'"
+
+
+def normalize_phone(number: str | int) -> str:
+    """
+    Return a phone number as the digits the API expects: country code and number, no ``+``.
+
+    Accepts ``+``, spaces, dashes, dots and parentheses around the digits, as in
+    ``+91 (999) 999-9999``, and strips them.
+
+    :param number: The number as written by a person, or as an int.
+    """
+    if isinstance(number, bool) or not isinstance(number, (str, int)):
+        raise ValidationError(f"Phone number must be a string of digits, got {type(number).__name__}")
+    text = str(number).strip()
+    digits = _PHONE_DECORATION.sub("", text.removeprefix("+"))
+    if not _DIGITS.fullmatch(digits):
+        raise ValidationError(
+            f"Invalid phone number {_shown(text)}: use digits with the country code, such as 919999999999; "
+            "only a leading '+', spaces, dashes, dots and parentheses may surround them"
+        )
+    if not 7 <= len(digits) <= 15:
+        raise ValidationError(
+            f"Invalid phone number {_shown(text)}: {len(digits)} digits, but a number with its country code "
+            "has 7 to 15"
+        )
+    return digits
+
+
+def check_session_id(session_id: Any) -> str:
+    """
+    Check a session ID: 1 to 64 letters, digits, ``-`` or ``_``.
+
+    :param session_id: The session ID.
+    """
+    if not isinstance(session_id, str) or not SESSION_ID_PATTERN.fullmatch(session_id):
+        raise ValidationError(
+            f"Invalid session ID {_shown(session_id)}: use 1 to 64 letters, digits, '-' or '_'"
+        )
+    return session_id
+
+
+def check_api_key(api_key: Any) -> str:
+    """
+    Check an API key's length without ever showing the key.
+
+    :param api_key: The API key.
+    """
+    if not isinstance(api_key, str) or not api_key:
+        raise ValidationError("The API key is missing: set it as the connection's password")
+    if not MIN_API_KEY_LENGTH <= len(api_key) <= MAX_API_KEY_LENGTH or not api_key.isprintable():
+        raise ValidationError(
+            f"Invalid API key: it must be {MIN_API_KEY_LENGTH} to {MAX_API_KEY_LENGTH} printable characters, "
+            f"this one has {len(api_key)}"
+        )
+    return api_key
+
+
+def check_message(message: Any) -> str:
+    """
+    Check a text message: a non-empty string of at most 65000 characters.
+
+    :param message: The message.
+    """
+    if not isinstance(message, str):
+        raise ValidationError(f"Message must be a string, got {type(message).__name__}")
+    if not message.strip():
+        raise ValidationError("Message is empty: a text message needs some text")
+    if len(message) > MAX_MESSAGE_LENGTH:
+        raise ValidationError(
+            f"Message too long: {len(message)} characters, at most {MAX_MESSAGE_LENGTH} are allowed; "
+            "split it or send it as a document"
+        )
+    return message
+
+
+def check_url(url: Any) -> str:
+    """
+    Check a media URL: http or https, with a host.
+
+    :param url: The URL.
+    """
+    if not isinstance(url, str) or not valid_http_url(url.strip()):
+        raise ValidationError(
+            f"Invalid URL {_shown(url, 100)}: media must be at a publicly accessible http(s) URL with a host"
+        )
+    return url.strip()
+
+
+def resolve_media_type(url: str, media_type: Any) -> str:
+    """
+    Return the explicit media kind to send: ``image``, ``video``, ``audio`` or ``document``.
+
+    :param url: The media's URL, already checked.
+    :param media_type: ``media`` to detect the kind from the URL's extension, or an explicit kind.
+    """
+    kind = media_type.strip().lower() if isinstance(media_type, str) else media_type
+    if kind not in MEDIA_TYPES:
+        raise ValidationError(f"Invalid media type {_shown(media_type)}: use one of {', '.join(MEDIA_TYPES)}")
+    if kind != "media":
+        return str(kind)
+    detected = detect_media(url)
+    if detected is None:
+        raise ValidationError(
+            f"Cannot detect the media type of {_shown(url, 100)} from its extension: pass media_type as one "
+            f"of {', '.join(MEDIA_KINDS)}"
+        )
+    return detected[0]
+
+
+def check_optional_text(value: Any, name: str, max_length: int = MAX_MESSAGE_LENGTH) -> str | None:
+    """
+    Check an optional string such as a caption or a file name.
+
+    :param value: The value, or ``None``.
+    :param name: What it is, for the error message.
+    :param max_length: Most characters allowed.
+    """
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise ValidationError(f"{name} must be a string, got {type(value).__name__}")
+    if not value or len(value) > max_length:
+        raise ValidationError(f"{name} must be 1 to {max_length} characters, got {len(value)}")
+    return value
+
+
+def check_file_name(file_name: Any) -> str | None:
+    """Check an optional document file name. :param file_name: The name, or ``None``."""
+    return check_optional_text(file_name, "File name", MAX_FILE_NAME_LENGTH)
+
+
+def normalize_base_url(base_url: str | None) -> str:
+    """
+    Return the API's base URL without a trailing slash; empty means the public service.
+
+    :param base_url: A full URL such as ``https://api.whatsinfinity.com``, or a bare ``host:port``
+        (taken as http, like the public service).
+    """
+    url = (base_url or "").strip() or DEFAULT_BASE_URL
+    if "://" not in url:
+        url = f"http://{url}"
+    if not valid_http_url(url):
+        raise ValidationError(
+            f"Invalid base URL {_shown(url, 100)}: use an http(s) URL such as {DEFAULT_BASE_URL}"
+        )
+    return url.rstrip("/")

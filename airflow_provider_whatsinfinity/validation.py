@@ -47,6 +47,10 @@ def normalize_phone(number: str | int) -> str:
         raise ValidationError(f"Phone number must be a string of digits, got {type(number).__name__}")
     text = str(number).strip()
     digits = _PHONE_DECORATION.sub("", text.removeprefix("+"))
+    if not digits:
+        raise ValidationError(
+            f"Invalid phone number {_shown(text)}: no digits; use the country code and number, such as 919999999999"
+        )
     if not _DIGITS.fullmatch(digits):
         raise ValidationError(
             f"Invalid phone number {_shown(text)}: use digits with the country code, such as 919999999999; "

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 
 from airflow_provider_whatsinfinity.emulator.faults import Fault, FaultInjector, FaultSpecError, error_title
 from airflow_provider_whatsinfinity.emulator.state import (
@@ -102,11 +103,16 @@ async def read_json_object(request: Request, limit: int) -> dict[str, Any]:
         raise too_large
     chunks: list[bytes] = []
     size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise too_large
-        chunks.append(chunk)
+    try:
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise too_large
+            chunks.append(chunk)
+    except ClientDisconnect:
+        raise ApiError(
+            499, "Client Closed Request", "The client went away before sending its whole body"
+        ) from None
     raw = b"".join(chunks)
     if not raw.strip():
         raise bad_request("Request body is empty: send a JSON object with the required fields")

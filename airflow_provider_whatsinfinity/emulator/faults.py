@@ -222,6 +222,8 @@ class FaultInjector:
         if fault is None:
             await self.app(scope, receive, send)
         elif fault.mode == "delay":
+            # Slow processing, not a slow upload: the request arrives whole, then the server dawdles.
+            receive = await buffered(receive)
             await asyncio.sleep(fault.seconds)
             await self.app(scope, receive, send)
         elif fault.mode == "status":
@@ -238,6 +240,21 @@ class FaultInjector:
                 await drop_connection(scope)
             else:
                 await send_error_status(scope, send, fault)
+
+
+async def buffered(receive: Receive) -> Receive:
+    """Read a request's whole body now, and return a ``receive`` that replays it."""
+    messages: list[Message] = []
+    while True:
+        message = await receive()
+        messages.append(message)
+        if message["type"] != "http.request" or not message.get("more_body"):
+            break
+
+    async def replay() -> Message:
+        return messages.pop(0) if messages else await receive()
+
+    return replay
 
 
 def error_title(status: int) -> str:

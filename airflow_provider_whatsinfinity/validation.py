@@ -49,7 +49,8 @@ def normalize_phone(number: str | int) -> str:
     digits = _PHONE_DECORATION.sub("", text.removeprefix("+"))
     if not digits:
         raise ValidationError(
-            f"Invalid phone number {_shown(text)}: no digits; use the country code and number, such as 919999999999"
+            f"Invalid phone number {_shown(text)}: no digits; "
+            "use the country code and number, such as 919999999999"
         )
     if not _DIGITS.fullmatch(digits):
         raise ValidationError(

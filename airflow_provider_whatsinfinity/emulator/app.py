@@ -117,14 +117,21 @@ async def read_json_object(request: Request, limit: int) -> dict[str, Any]:
     if not raw.strip():
         raise bad_request("Request body is empty: send a JSON object with the required fields")
     try:
-        body = json.loads(raw)
+        # Strict JSON as a JavaScript service parses it: UTF-8 only, and no NaN or Infinity.
+        body = json.loads(raw.decode("utf-8"), parse_constant=_reject_constant)
     except UnicodeDecodeError:
         raise bad_request("Request body is not UTF-8 encoded JSON") from None
     except json.JSONDecodeError as exc:
         raise bad_request(f"Malformed JSON body: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
+    except ValueError as exc:
+        raise bad_request(f"Malformed JSON body: {exc}") from None
     if not isinstance(body, dict):
         raise bad_request(f"Request body must be a JSON object, got {_type_name(body)}")
     return body
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
 
 
 def string_field(body: dict[str, Any], name: str, *, required: bool = True) -> str | None:

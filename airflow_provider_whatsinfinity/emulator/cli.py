@@ -4,19 +4,28 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from airflow_provider_whatsinfinity.emulator.config import EmulatorConfig
 
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
-def _non_negative(kind: type[int] | type[float]):  # type: ignore[no-untyped-def]
+
+def _non_negative(kind: type[int] | type[float], maximum: float = math.inf) -> Callable[[str], int | float]:
+    what = "whole number" if kind is int else "number"
+
     def parse(text: str) -> int | float:
         try:
             value = kind(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not a {kind.__name__}") from None
+            raise argparse.ArgumentTypeError(f"{text!r} is not a {what}") from None
         if value < 0:
             raise argparse.ArgumentTypeError(f"{text!r} must not be negative")
+        if value > maximum:
+            raise argparse.ArgumentTypeError(f"{text!r} must be at most {maximum:g}")
         return value
 
     return parse
@@ -31,7 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     parser.add_argument("--host", default="127.0.0.1", help="interface to listen on")
-    parser.add_argument("--port", type=_non_negative(int), default=8765, help="port to listen on")
+    parser.add_argument("--port", type=_non_negative(int, 65535), default=8765, help="port to listen on")
     parser.add_argument(
         "--rate-limit",
         type=_non_negative(int),
@@ -87,6 +96,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="seconds allowed for one media download",
     )
     parser.add_argument(
+        "--fetch-max-bytes",
+        type=_non_negative(int),
+        default=default.fetch_max_bytes,
+        help="largest media file downloaded; larger ones fail the send with 400",
+    )
+    parser.add_argument(
         "--state-file",
         type=Path,
         default=None,
@@ -126,6 +141,7 @@ def main(argv: list[str] | None = None) -> None:
             auto_link=args.auto_link,
             fetch_media=args.fetch_media,
             fetch_timeout=args.fetch_timeout,
+            fetch_max_bytes=args.fetch_max_bytes,
             state_file=args.state_file,
             max_body_bytes=args.max_body_bytes,
         )

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import math
 import random
 from dataclasses import dataclass, field
 from http import HTTPStatus
@@ -103,8 +104,9 @@ class Fault:
         if method is not None and not isinstance(method, str):
             raise FaultSpecError("'method' must be a string such as \"POST\"")
         status = _number(body, "status", int, 500)
-        if not 100 <= status <= 599:
-            raise FaultSpecError("'status' must be an HTTP status between 100 and 599")
+        # Error statuses only: they always carry a body, which 1xx, 204 and 304 must not.
+        if not 400 <= status <= 599:
+            raise FaultSpecError("'status' must be an error status between 400 and 599")
         if mode == "status" and "status" not in body:
             raise FaultSpecError("'status' mode needs a 'status' to answer, such as 503")
         seconds = _number(body, "seconds", float, 0.0)
@@ -125,6 +127,9 @@ class Fault:
                 raise FaultSpecError("'rate' must be between 0 and 1")
         if times is None and rate is None:
             times = 1
+        retry_after = _number(body, "retryAfter", int, 1)
+        if not 0 <= retry_after <= 86400:
+            raise FaultSpecError("'retryAfter' must be between 0 and 86400 seconds")
         seed = body.get("seed")
         if seed is not None:
             seed = _number(body, "seed", int, 0)
@@ -137,7 +142,7 @@ class Fault:
             then=then,
             times=times,
             rate=rate,
-            retry_after=_number(body, "retryAfter", int, 1),
+            retry_after=retry_after,
             seed=seed,
         )
 
@@ -180,8 +185,8 @@ class Fault:
 
 def _number(body: dict[str, Any], name: str, kind: type[int] | type[float], default: Any) -> Any:
     value = body.get(name, default)
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise FaultSpecError(f"'{name}' must be a number")
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise FaultSpecError(f"'{name}' must be a finite number")
     if kind is int and value != int(value):
         raise FaultSpecError(f"'{name}' must be a whole number")
     return kind(value)

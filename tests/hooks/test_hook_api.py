@@ -67,7 +67,12 @@ def test_send_text(hook, linked):
     result = hook.send_text("+91 99999 99999", "Nightly load finished", typing=True)
     assert isinstance(result, SendResult)
     [sent] = linked.outbox()
-    assert (result.message_id, result.queued, result.dry_run, result.to) == (sent["messageId"], False, False, PHONE)
+    assert (result.message_id, result.queued, result.dry_run, result.to) == (
+        sent["messageId"],
+        False,
+        False,
+        PHONE,
+    )
     assert result.request_id
     assert sent["message"] == "Nightly load finished"
     assert result.to_dict()["message_id"] == sent["messageId"]
@@ -89,7 +94,11 @@ def test_send_media_detects_the_type_and_passes_caption_and_file_name(hook, link
 
 def test_send_media_dry_run(hook, linked):
     result = hook.send_media(PHONE, "https://files.example.com/clip.mp4", caption="c", dry_run=True)
-    assert result.payload == {"video": {"url": "https://files.example.com/clip.mp4"}, "mimetype": "video/mp4", "caption": "c"}
+    assert result.payload == {
+        "video": {"url": "https://files.example.com/clip.mp4"},
+        "mimetype": "video/mp4",
+        "caption": "c",
+    }
     assert linked.outbox() == []
 
 
@@ -157,8 +166,12 @@ def test_wrong_key_is_an_authentication_error(whatsinfinity_emulator, monkeypatc
     with pytest.raises(AuthenticationError) as raised:
         WhatsInfinityHook("wrong").send_text(PHONE, "hi")
     error = raised.value
-    assert (error.status_code, error.error, error.details) == (401, "Unauthorized", "Invalid or missing API key")
-    assert error.request_id in str(error)
+    assert (error.status_code, error.error, error.details) == (
+        401,
+        "Unauthorized",
+        "Invalid or missing API key",
+    )
+    assert f"requestId: {error.request_id}" in str(error)
     assert wrong not in str(error)
     assert wrong not in repr(error)
 

@@ -43,7 +43,7 @@ def test_phone_numbers_are_normalized(written, digits):
     ],
 )
 def test_bad_phone_numbers(written, hint):
-    with pytest.raises(ValidationError, match="Phone number|Invalid phone number") as raised:
+    with pytest.raises(ValidationError, match=r"Phone number|Invalid phone number") as raised:
         normalize_phone(written)
     assert hint in str(raised.value)
     assert raised.value.status_code is None
@@ -54,14 +54,30 @@ SEND_CASES = [
     ("text: empty", lambda h: h.send_text(PHONE, "  "), "Message is empty"),
     ("text: too long", lambda h: h.send_text(PHONE, "x" * 65001), "Message too long: 65001"),
     ("text: not a string", lambda h: h.send_text(PHONE, 42), "Message must be a string"),
-    ("text: typing not bool", lambda h: h.send_text(PHONE, "hi", typing="yes"), "typing must be True or False"),
-    ("text: dry_run not bool", lambda h: h.send_text(PHONE, "hi", dry_run=1), "dry_run must be True or False"),
+    (
+        "text: typing not bool",
+        lambda h: h.send_text(PHONE, "hi", typing="yes"),
+        "typing must be True or False",
+    ),
+    (
+        "text: dry_run not bool",
+        lambda h: h.send_text(PHONE, "hi", dry_run=1),
+        "dry_run must be True or False",
+    ),
     ("media: ftp", lambda h: h.send_media(PHONE, "ftp://x.example/a.pdf"), "Invalid URL"),
     ("media: no host", lambda h: h.send_media(PHONE, "https:///a.pdf"), "Invalid URL"),
     ("media: relative", lambda h: h.send_media(PHONE, "/tmp/a.pdf"), "Invalid URL"),
     ("media: undetectable", lambda h: h.send_media(PHONE, "https://x.example/a.rar"), "Cannot detect"),
-    ("media: bad type", lambda h: h.send_media(PHONE, "https://x.example/a.pdf", media_type="pdf"), "media type"),
-    ("media: empty file name", lambda h: h.send_media(PHONE, "https://x.example/a.pdf", file_name=""), "File name"),
+    (
+        "media: bad type",
+        lambda h: h.send_media(PHONE, "https://x.example/a.pdf", media_type="pdf"),
+        "media type",
+    ),
+    (
+        "media: empty file name",
+        lambda h: h.send_media(PHONE, "https://x.example/a.pdf", file_name=""),
+        "File name",
+    ),
     ("media: caption type", lambda h: h.send_media(PHONE, "https://x.example/a.pdf", caption=3), "Caption"),
     ("pairing: bad number", lambda h: h.request_pairing_code("abc"), "Invalid phone number"),
     ("restart: wipe not bool", lambda h: h.restart_session(wipe="no"), "wipe must be True or False"),
@@ -114,7 +130,12 @@ def test_invalid_connections(whatsinfinity_emulator, monkeypatch, connection, hi
 
     from airflow_provider_whatsinfinity.hooks.whatsinfinity import WhatsInfinityHook
 
-    conn = {"conn_type": "whatsinfinity", "host": whatsinfinity_emulator.url, "login": SESSION, "password": KEY}
+    conn = {
+        "conn_type": "whatsinfinity",
+        "host": whatsinfinity_emulator.url,
+        "login": SESSION,
+        "password": KEY,
+    }
     monkeypatch.setenv("AIRFLOW_CONN_BROKEN", json.dumps({**conn, **connection}))
     with pytest.raises(ValidationError, match=hint):
         WhatsInfinityHook("broken").check_session()

@@ -60,12 +60,31 @@ def get_provider_info() -> dict[str, Any]:
                 "tags": ["service"],
             }
         ],
+        "operators": [
+            {
+                "integration-name": "WhatsInfinity",
+                "python-modules": ["airflow_provider_whatsinfinity.operators.whatsinfinity"],
+            }
+        ],
+        "sensors": [
+            {
+                "integration-name": "WhatsInfinity",
+                "python-modules": ["airflow_provider_whatsinfinity.sensors.whatsinfinity"],
+            }
+        ],
         "hooks": [
             {
                 "integration-name": "WhatsInfinity",
                 "python-modules": ["airflow_provider_whatsinfinity.hooks.whatsinfinity"],
             }
         ],
+        "triggers": [
+            {
+                "integration-name": "WhatsInfinity",
+                "python-modules": ["airflow_provider_whatsinfinity.triggers.whatsinfinity"],
+            }
+        ],
+        "notifications": ["airflow_provider_whatsinfinity.notifications.whatsinfinity.WhatsInfinityNotifier"],
         "connection-types": [
             {
                 "connection-type": CONN_TYPE,

@@ -77,6 +77,15 @@ class SessionStatus:
         """Return the status as a JSON-safe dict."""
         return asdict(self)
 
+    def summary(self) -> str:
+        """Return a one-line description for logs: status, readiness, queue and any warning."""
+        parts = [f"session {self.session_id!r} is {self.status}", "ready" if self.is_ready else "not ready"]
+        if self.queue_size is not None:
+            parts.append(f"queueSize {self.queue_size}")
+        if self.warning:
+            parts.append(f"warning: {self.warning}")
+        return ", ".join(parts)
+
 
 @dataclass(frozen=True)
 class SendResult:

@@ -62,6 +62,7 @@ class Fault:
     :param rate: Fire for this share (0 to 1) of matching requests.
     :param retry_after: ``retryAfter`` sent with an injected 429.
     :param seed: Seed for ``rate`` so that a soak run can be repeated.
+    :param body_contains: Only requests whose body contains this text, such as one recipient's number.
     """
 
     path: str
@@ -74,6 +75,7 @@ class Fault:
     rate: float | None = None
     retry_after: int = 1
     seed: int | None = None
+    body_contains: str | None = None
     fired: int = 0
     matched: int = 0
     _rng: random.Random = field(default_factory=random.Random, repr=False)
@@ -88,7 +90,19 @@ class Fault:
 
         :param body: ``{"path", "mode", ...}`` as posted to ``/_emulator/faults``.
         """
-        known = {"path", "mode", "method", "status", "seconds", "then", "times", "rate", "retryAfter", "seed"}
+        known = {
+            "path",
+            "mode",
+            "method",
+            "status",
+            "seconds",
+            "then",
+            "times",
+            "rate",
+            "retryAfter",
+            "seed",
+            "bodyContains",
+        }
         unknown = sorted(set(body) - known)
         if unknown:
             raise FaultSpecError(
@@ -130,6 +144,9 @@ class Fault:
         retry_after = _number(body, "retryAfter", int, 1)
         if not 0 <= retry_after <= 86400:
             raise FaultSpecError("'retryAfter' must be between 0 and 86400 seconds")
+        body_contains = body.get("bodyContains")
+        if body_contains is not None and (not isinstance(body_contains, str) or not body_contains):
+            raise FaultSpecError("'bodyContains' must be a non-empty string")
         seed = body.get("seed")
         if seed is not None:
             seed = _number(body, "seed", int, 0)
@@ -144,6 +161,7 @@ class Fault:
             rate=rate,
             retry_after=retry_after,
             seed=seed,
+            body_contains=body_contains,
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -159,13 +177,22 @@ class Fault:
             "rate": self.rate,
             "retryAfter": self.retry_after,
             "seed": self.seed,
+            "bodyContains": self.body_contains,
             "matched": self.matched,
             "fired": self.fired,
         }
 
-    def matches(self, method: str, path: str) -> bool:
-        """Whether a request falls under this fault. :param method: Its method. :param path: Its path."""
+    def matches(self, method: str, path: str, body: bytes = b"") -> bool:
+        """
+        Whether a request falls under this fault.
+
+        :param method: The request's method.
+        :param path: The request's path.
+        :param body: The request's body; read only when some fault has ``body_contains``.
+        """
         if self.method is not None and method != self.method:
+            return False
+        if self.body_contains is not None and self.body_contains.encode() not in body:
             return False
         return path == self.path or path.startswith(self.path.rstrip("/") + "/")
 
@@ -211,10 +238,16 @@ class FaultInjector:
         """Stop injecting every fault."""
         self.faults.clear()
 
-    def pick(self, method: str, path: str) -> Fault | None:
-        """Return the fault that fires for a request, if any. :param method: Its method. :param path: Path."""
+    def pick(self, method: str, path: str, body: bytes = b"") -> Fault | None:
+        """
+        Return the fault that fires for a request, if any.
+
+        :param method: The request's method.
+        :param path: The request's path.
+        :param body: The request's body, when a fault looks at it.
+        """
         for fault in self.faults:
-            if fault.matches(method, path) and fault.fire():
+            if fault.matches(method, path, body) and fault.fire():
                 return fault
         return None
 
@@ -223,12 +256,15 @@ class FaultInjector:
         if scope["type"] != "http" or scope["path"].startswith("/_emulator"):
             await self.app(scope, receive, send)
             return
-        fault = self.pick(scope["method"], scope["path"])
+        body = b""
+        if any(fault.body_contains is not None for fault in self.faults):
+            receive, body = await buffered(receive)
+        fault = self.pick(scope["method"], scope["path"], body)
         if fault is None:
             await self.app(scope, receive, send)
         elif fault.mode == "delay":
             # Slow processing, not a slow upload: the request arrives whole, then the server dawdles.
-            receive = await buffered(receive)
+            receive, _ = await buffered(receive)
             await asyncio.sleep(fault.seconds)
             await self.app(scope, receive, send)
         elif fault.mode == "status":
@@ -247,8 +283,8 @@ class FaultInjector:
                 await send_error_status(scope, send, fault)
 
 
-async def buffered(receive: Receive) -> Receive:
-    """Read a request's whole body now, and return a ``receive`` that replays it."""
+async def buffered(receive: Receive) -> tuple[Receive, bytes]:
+    """Read a request's whole body now; return a ``receive`` that replays it, and the body."""
     messages: list[Message] = []
     while True:
         message = await receive()
@@ -259,7 +295,8 @@ async def buffered(receive: Receive) -> Receive:
     async def replay() -> Message:
         return messages.pop(0) if messages else await receive()
 
-    return replay
+    body = b"".join(m.get("body", b"") for m in messages if m["type"] == "http.request")
+    return replay, body
 
 
 def error_title(status: int) -> str:

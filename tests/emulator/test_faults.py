@@ -336,6 +336,7 @@ def test_added_fault_is_listed_with_all_fields(whatsinfinity_emulator: RunningEm
         "rate": 0.5,
         "retryAfter": 3,
         "seed": 7,
+        "bodyContains": None,
     }
     answer = post_fault(whatsinfinity_emulator, spec)
     assert answer.status_code == 200
@@ -433,3 +434,15 @@ def test_bodyless_status_is_refused_or_keeps_the_connection_usable(
     with httpx.Client(base_url=whatsinfinity_emulator.url) as client:
         assert client.get("/all-sessions").status_code == status
         assert client.get("/all-sessions").status_code == 200
+
+
+def test_body_contains_narrows_a_fault_to_matching_requests(linked, api):
+    linked.add_fault("/send", "status", status=503, times=5, bodyContains="447700900123")
+    to_one = {"sessionId": SESSION, "to": "447700900123", "type": "text", "message": "x"}
+    to_other = {**to_one, "to": "919999999999"}
+    assert api.post("/send", json=to_other).status_code == 200
+    assert api.post("/send", json=to_one).status_code == 503
+    assert api.post("/send", json=to_other).status_code == 200
+    [fault] = linked.faults()
+    assert (fault["bodyContains"], fault["fired"]) == ("447700900123", 1)
+    assert [m["to"] for m in linked.outbox()] == ["919999999999", "919999999999"]

@@ -1,0 +1,110 @@
+"""A notifier that sends Airflow alerts to WhatsApp."""
+
+from __future__ import annotations
+
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
+
+from airflow.sdk import BaseNotifier
+
+from airflow_provider_whatsinfinity.operators.whatsinfinity import DEFAULT_CONN_ID, recipients_of
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from airflow.sdk import Context
+
+    from airflow_provider_whatsinfinity.hooks.whatsinfinity import WhatsInfinityHook
+
+#: The default alert: which DAG, task, try and run, and the exception when there is one.
+DEFAULT_MESSAGE = (
+    "Airflow alert: DAG {{ dag.dag_id }}"
+    "{% if ti is defined and ti %}, task {{ ti.task_id }} (try {{ ti.try_number }}){% endif %}"
+    "{% if run_id is defined and run_id %}, run {{ run_id }}{% endif %}"
+    "{% if exception is defined and exception %}\n{{ exception }}{% endif %}"
+    "{% if reason is defined and reason %}\n{{ reason }}{% endif %}"
+)
+
+
+class WhatsInfinityNotifier(BaseNotifier):
+    """
+    Send a WhatsApp message from an Airflow callback or deadline alert.
+
+    .. code-block:: python
+
+        DAG(..., on_failure_callback=WhatsInfinityNotifier(to="919999999999"))
+        task = BashOperator(
+            ...,
+            on_failure_callback=WhatsInfinityNotifier(
+                to=["919999999999", "447700900123"],
+                message="{{ ti.task_id }} failed in {{ dag.dag_id }}: {{ exception }}",
+            ),
+        )
+
+    Every recipient is tried, even when an earlier one failed; the first error is raised at the end.
+
+    :param to: A phone number with country code, or a list of them. Templated.
+    :param message: The message, templated with the callback's context (``dag``, ``ti``,
+        ``run_id``, ``exception``, ...). The default names the DAG, task, try, run and exception.
+    :param typing: Show a typing indicator briefly before the message.
+    :param whatsinfinity_conn_id: The WhatsInfinity connection to use. Templated.
+    """
+
+    template_fields: Sequence[str] = ("to", "message", "whatsinfinity_conn_id")
+
+    def __init__(
+        self,
+        *,
+        to: str | int | list[str | int],
+        message: str = DEFAULT_MESSAGE,
+        typing: bool = False,
+        whatsinfinity_conn_id: str = DEFAULT_CONN_ID,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.to = to
+        self.message = message
+        self.typing = typing
+        self.whatsinfinity_conn_id = whatsinfinity_conn_id
+
+    @cached_property
+    def hook(self) -> WhatsInfinityHook:
+        """The hook on this notifier's connection."""
+        from airflow_provider_whatsinfinity.hooks.whatsinfinity import WhatsInfinityHook
+
+        return WhatsInfinityHook(whatsinfinity_conn_id=self.whatsinfinity_conn_id)
+
+    def notify(self, context: Context) -> None:
+        """Send the rendered message to every recipient."""
+        errors: list[Exception] = []
+        for recipient in recipients_of(self.to)[0]:
+            try:
+                result = self.hook.send_text(recipient, self.message, typing=self.typing)
+            except Exception as error:
+                self.log.error("WhatsApp alert to %s failed: %s", recipient, error)
+                errors.append(error)
+            else:
+                self.log.info("WhatsApp alert sent to %s (messageId %s)", result.to, result.message_id)
+        if errors:
+            raise errors[0]
+
+    async def async_notify(self, context: Context) -> None:
+        """Send the rendered message to every recipient, from the triggerer."""
+        errors: list[Exception] = []
+        try:
+            for recipient in recipients_of(self.to)[0]:
+                try:
+                    result = await self.hook.asend_text(recipient, self.message, typing=self.typing)
+                except Exception as error:
+                    self.log.error("WhatsApp alert to %s failed: %s", recipient, error)
+                    errors.append(error)
+                else:
+                    self.log.info("WhatsApp alert sent to %s (messageId %s)", result.to, result.message_id)
+        finally:
+            await self.hook.aclose()
+        if errors:
+            raise errors[0]
+
+
+#: The conventional lower-case name, as in other providers (``send_slack_notification``).
+send_whatsinfinity_notification = WhatsInfinityNotifier

@@ -1,0 +1,473 @@
+"""
+Operators that send WhatsApp messages and manage WhatsInfinity sessions.
+
+Delivery semantics, shared by the send operators:
+
+- A send that the server refused for good (invalid input, wrong key, unknown session, a number not on
+  WhatsApp, a disabled session) or whose outcome is unknown fails the task at once, with no Airflow
+  retries (:class:`~airflow.sdk.exceptions.AirflowFailException`): retrying cannot help, and after an
+  unknown outcome it could deliver the message twice.
+- Transient errors (rate limited, queue full, server errors, service unreachable) fail the task
+  normally, so that its ``retries`` apply; on Airflow 3.3+,
+  :class:`~airflow_provider_whatsinfinity.retry_policy.WhatsInfinityRetryPolicy` times them better.
+- A send to a list of recipients goes through them in order. Each recipient the server accepted is
+  recorded in the task's ``task_state_store`` (Airflow 3.3+), so that a retry skips it and nobody
+  gets the message twice.
+
+The hook and the client are imported only when a task runs, to keep DAG parsing fast.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import timedelta
+from functools import cached_property
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from airflow.sdk import BaseOperator
+from airflow.sdk.exceptions import AirflowFailException
+
+from airflow_provider_whatsinfinity.exceptions import OutcomeUnknownError, WhatsInfinityError
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from airflow.sdk import Context
+
+    from airflow_provider_whatsinfinity.hooks.whatsinfinity import WhatsInfinityHook
+    from airflow_provider_whatsinfinity.models import SendResult
+
+DEFAULT_CONN_ID = "whatsinfinity_default"
+#: The ``task_state_store`` key under which a list send records the recipients already accepted.
+ACCEPTED_KEY = "whatsinfinity_accepted"
+#: How long a signed object-storage URL stays valid: long enough for a queued message to be fetched.
+SIGNED_URL_EXPIRY = timedelta(hours=24)
+
+
+def as_bool(value: Any, name: str) -> bool:
+    """
+    Return a templated flag as a bool: a rendered template is a string such as ``"True"``.
+
+    :param value: The flag, a bool or its text.
+    :param name: The argument's name, for the error message.
+    """
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("true", "1", "yes", "on"):
+        return True
+    if text in ("false", "0", "no", "off", "", "none"):
+        return False
+    raise AirflowFailException(f"{name} must be true or false, got {value!r}")
+
+
+def recipients_of(to: Any) -> tuple[list[str | int], bool]:
+    """
+    Return the recipients of a send, and whether ``to`` was a list.
+
+    :param to: One number, or a list (or tuple) of numbers; a comma-separated string also works.
+    """
+    if isinstance(to, Sequence) and not isinstance(to, str):  # lists, tuples, XCom sequences
+        return list(to), True
+    if isinstance(to, str) and "," in to:
+        return [part.strip() for part in to.split(",") if part.strip()], True
+    return [to], False
+
+
+def fail_fast_unless_transient(error: WhatsInfinityError) -> Exception:
+    """
+    Return what a task should raise for an error: itself when a retry may help, else a failure.
+
+    :param error: The error a call raised.
+    """
+    if error.transient:
+        return error
+    failure = AirflowFailException(f"{type(error).__name__}: {error}")
+    failure.__cause__ = error
+    return failure
+
+
+class WhatsInfinityBaseOperator(BaseOperator):
+    """
+    Base of the WhatsInfinity operators: the connection and the hook built from it.
+
+    :param whatsinfinity_conn_id: The WhatsInfinity connection to use.
+    """
+
+    template_fields: Sequence[str] = ("whatsinfinity_conn_id",)
+
+    def __init__(self, *, whatsinfinity_conn_id: str = DEFAULT_CONN_ID, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.whatsinfinity_conn_id = whatsinfinity_conn_id
+
+    @cached_property
+    def hook(self) -> WhatsInfinityHook:
+        """The hook on this operator's connection."""
+        from airflow_provider_whatsinfinity.hooks.whatsinfinity import WhatsInfinityHook
+
+        return WhatsInfinityHook(whatsinfinity_conn_id=self.whatsinfinity_conn_id)
+
+    def call(self, action: Callable[[], Any]) -> Any:
+        """Run a hook call, failing the task at once on errors that retries cannot fix."""
+        try:
+            return action()
+        except WhatsInfinityError as error:
+            raise fail_fast_unless_transient(error) from error
+
+
+class _SendOperator(WhatsInfinityBaseOperator):
+    """What the text and media send operators share: recipients, the state store, the XCom."""
+
+    def __init__(self, *, to: Any, dry_run: bool = False, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.to = to
+        # Not "self.dry_run": BaseOperator.dry_run() is a method that `airflow tasks test --dry-run` calls.
+        self.is_dry_run = dry_run
+
+    def send_one(self, to: str | int) -> SendResult:
+        """Send this operator's message to one recipient. :param to: The recipient."""
+        raise NotImplementedError
+
+    def execute(self, context: Context) -> dict[str, Any] | list[dict[str, Any]]:
+        """Send to every recipient not yet accepted, and return the results for XCom."""
+        from airflow_provider_whatsinfinity.validation import normalize_phone
+
+        recipients, many = recipients_of(self.to)
+        if not recipients:
+            raise AirflowFailException("'to' is empty: give at least one phone number")
+        dry_run = as_bool(self.is_dry_run, "dry_run")
+        store = None if dry_run else context.get("task_state_store")
+        stored = store.get(ACCEPTED_KEY) if store is not None else None
+        accepted: dict[str, Any] = dict(stored) if isinstance(stored, dict) else {}
+        results: list[dict[str, Any]] = []
+        for index, recipient in enumerate(recipients):
+            try:
+                slot = f"{index}:{normalize_phone(recipient)}"
+            except WhatsInfinityError as error:
+                raise fail_fast_unless_transient(error) from error
+            if slot in accepted:
+                self.log.info("Skipping recipient %d (%s): accepted in an earlier try", index + 1, slot)
+                results.append(accepted[slot])
+                continue
+            try:
+                result = self.send_one(recipient).to_dict()
+            except OutcomeUnknownError as error:
+                self.log.error(
+                    "Recipient %d of %d (%s): outcome unknown; it is not sent again, check the phone. %s",
+                    index + 1,
+                    len(recipients),
+                    slot,
+                    error,
+                )
+                raise fail_fast_unless_transient(error) from error
+            except WhatsInfinityError as error:
+                if index:
+                    self.log.error("Stopped at recipient %d of %d: %s", index + 1, len(recipients), error)
+                raise fail_fast_unless_transient(error) from error
+            self.log.info(
+                "%s %s to %s (messageId %s, requestId %s)",
+                "Validated" if result["dry_run"] else "Queued" if result["queued"] else "Delivered",
+                type(self).__name__.removeprefix("WhatsInfinitySend").removesuffix("Operator").lower(),
+                result["to"],
+                result["message_id"],
+                result["request_id"],
+            )
+            results.append(result)
+            if store is not None:
+                accepted[slot] = result
+                store.set(ACCEPTED_KEY, accepted)
+        return results if many else results[0]
+
+
+class WhatsInfinitySendTextOperator(_SendOperator):
+    """
+    Send a WhatsApp text message to one recipient or a list of them.
+
+    .. code-block:: python
+
+        WhatsInfinitySendTextOperator(
+            task_id="notify",
+            to=["+91 99999 99999", "447700900123"],
+            message="Load of {{ ds }} finished: {{ ti.xcom_pull('count') }} rows",
+        )
+
+    :param to: A phone number with country code (``+``, spaces and dashes are fine), a list of them,
+        or an XComArg. Templated.
+    :param message: The text, at most 65000 characters. Templated.
+    :param typing: Show a typing indicator briefly before the message. Templated.
+    :param dry_run: Only validate the message; nothing is sent. Templated.
+    :param whatsinfinity_conn_id: The WhatsInfinity connection to use. Templated.
+    :return: The :class:`~airflow_provider_whatsinfinity.models.SendResult` as a dict, or a list of
+        them when ``to`` is a list.
+    """
+
+    template_fields: Sequence[str] = ("to", "message", "typing", "is_dry_run", "whatsinfinity_conn_id")
+    template_fields_renderers = {"message": "md"}
+    ui_color = "#25d366"
+
+    def __init__(
+        self, *, to: Any, message: str, typing: bool = False, dry_run: bool = False, **kwargs: Any
+    ) -> None:
+        super().__init__(to=to, dry_run=dry_run, **kwargs)
+        self.message = message
+        self.typing = typing
+
+    def send_one(self, to: str | int) -> SendResult:
+        """Send the text to one recipient. :param to: The recipient."""
+        return self.hook.send_text(
+            to,
+            self.message,
+            typing=as_bool(self.typing, "typing"),
+            dry_run=as_bool(self.is_dry_run, "dry_run"),
+        )
+
+
+class WhatsInfinitySendMediaOperator(_SendOperator):
+    """
+    Send an image, video, audio file or document to one recipient or a list of them.
+
+    ``url`` is a public http(s) URL, or an object-storage location (an ``ObjectStoragePath`` or a
+    URL such as ``s3://bucket/report.pdf``) whose filesystem can sign URLs: the operator then sends a
+    signed URL valid for ``signed_url_expiry``.
+
+    :param to: A phone number with country code, a list of them, or an XComArg. Templated.
+    :param url: Where the file is. Templated.
+    :param media_type: ``media`` to detect the kind from the URL's extension, or ``image``,
+        ``video``, ``audio`` or ``document``. Templated.
+    :param caption: Caption for images, videos and documents. Templated.
+    :param file_name: File name shown for a document, such as ``report.pdf``. Templated.
+    :param dry_run: Only validate the message; nothing is sent. Templated.
+    :param signed_url_expiry: How long a signed object-storage URL stays valid.
+    :param whatsinfinity_conn_id: The WhatsInfinity connection to use. Templated.
+    :return: The :class:`~airflow_provider_whatsinfinity.models.SendResult` as a dict, or a list of
+        them when ``to`` is a list.
+    """
+
+    template_fields: Sequence[str] = (
+        "to",
+        "url",
+        "media_type",
+        "caption",
+        "file_name",
+        "is_dry_run",
+        "whatsinfinity_conn_id",
+    )
+    ui_color = "#25d366"
+
+    def __init__(
+        self,
+        *,
+        to: Any,
+        url: Any,
+        media_type: str = "media",
+        caption: str | None = None,
+        file_name: str | None = None,
+        dry_run: bool = False,
+        signed_url_expiry: timedelta = SIGNED_URL_EXPIRY,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(to=to, dry_run=dry_run, **kwargs)
+        self.url = url
+        self.media_type = media_type
+        self.caption = caption
+        self.file_name = file_name
+        self.signed_url_expiry = signed_url_expiry
+
+    @cached_property
+    def public_url(self) -> str:
+        """The http(s) URL sent: ``url`` itself, or a signed URL for an object-storage location."""
+        return public_url_for(self.url, self.signed_url_expiry)
+
+    def send_one(self, to: str | int) -> SendResult:
+        """Send the media to one recipient. :param to: The recipient."""
+        return self.hook.send_media(
+            to,
+            self.public_url,
+            media_type=self.media_type,
+            caption=self.caption or None,
+            file_name=self.file_name or None,
+            dry_run=as_bool(self.is_dry_run, "dry_run"),
+        )
+
+
+def public_url_for(location: Any, expiry: timedelta) -> str:
+    """
+    Return an http(s) URL for a file: the URL itself, or a signed one for object storage.
+
+    :param location: An http(s) URL, an ``ObjectStoragePath``, or a URL such as ``s3://bucket/key``.
+    :param expiry: How long a signed URL stays valid.
+    """
+    text = str(location)
+    if text.startswith(("http://", "https://")) and not hasattr(location, "fs"):
+        return text
+    if "://" not in text:
+        raise AirflowFailException(
+            f"url {text!r} is neither an http(s) URL nor an object-storage location such as s3://bucket/key"
+        )
+    from airflow.sdk import ObjectStoragePath
+
+    path = location if isinstance(location, ObjectStoragePath) else ObjectStoragePath(text)
+    try:
+        signed = path.fs.sign(path.path, expiration=int(expiry.total_seconds()))
+    except NotImplementedError:
+        raise AirflowFailException(
+            f"The {path.protocol!r} filesystem cannot sign URLs for {text}: put the file where WhatsInfinity "
+            "can fetch it over http(s), or use storage that signs URLs (s3, gs)"
+        ) from None
+    if not str(signed).startswith(("http://", "https://")):
+        raise AirflowFailException(f"Signing {text} gave {signed!r}, which is not an http(s) URL")
+    return str(signed)
+
+
+class WhatsInfinityRestartSessionOperator(WhatsInfinityBaseOperator):
+    """
+    Restart the connection's WhatsInfinity session.
+
+    :param wipe: Also forget its link, so that it must be linked again by QR or pairing code. Templated.
+    :param whatsinfinity_conn_id: The WhatsInfinity connection to use. Templated.
+    :return: The session's status after the restart, as a dict.
+    """
+
+    template_fields: Sequence[str] = ("wipe", "whatsinfinity_conn_id")
+
+    def __init__(self, *, wipe: bool = False, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.wipe = wipe
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        """Restart the session."""
+        wipe = as_bool(self.wipe, "wipe")
+        status = self.call(lambda: self.hook.restart_session(wipe=wipe))
+        self.log.info(
+            "Session %s restarted%s: now %s", status.session_id, " and wiped" if wipe else "", status.status
+        )
+        return dict(status.to_dict())
+
+
+class WhatsInfinityCreateSessionOperator(WhatsInfinityBaseOperator):
+    """
+    Create the connection's session (its Session ID and API key) on WhatsInfinity.
+
+    :param ignore_existing: Succeed when the session already exists, returning its status.
+    :param whatsinfinity_conn_id: The WhatsInfinity connection to use. Templated.
+    :return: The session's status, as a dict.
+    """
+
+    def __init__(self, *, ignore_existing: bool = False, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.ignore_existing = ignore_existing
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        """Create the session."""
+        from airflow_provider_whatsinfinity.exceptions import ConflictError
+
+        try:
+            status = self.hook.create_session()
+        except ConflictError:
+            if not self.ignore_existing:
+                raise AirflowFailException(
+                    f"Session of connection {self.whatsinfinity_conn_id!r} already exists; "
+                    "pass ignore_existing=True to carry on"
+                ) from None
+            status = self.call(self.hook.check_session)
+            self.log.info("Session %s already exists: %s", status.session_id, status.status)
+        except WhatsInfinityError as error:
+            raise fail_fast_unless_transient(error) from error
+        else:
+            self.log.info("Session %s created: %s", status.session_id, status.status)
+        return dict(status.to_dict())
+
+
+class WhatsInfinityPairingCodeOperator(WhatsInfinityBaseOperator):
+    """
+    Ask for a pairing code, to enter in WhatsApp under Linked Devices; it is logged and returned.
+
+    :param phone_number: The phone's number with country code. Templated.
+    :param whatsinfinity_conn_id: The WhatsInfinity connection to use. Templated.
+    :return: The pairing code.
+    """
+
+    template_fields: Sequence[str] = ("phone_number", "whatsinfinity_conn_id")
+
+    def __init__(self, *, phone_number: str, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.phone_number = phone_number
+
+    def execute(self, context: Context) -> str:
+        """Request the pairing code."""
+        code: str = self.call(lambda: self.hook.request_pairing_code(self.phone_number))
+        self.log.info("Pairing code: %s (WhatsApp > Linked devices > Link with phone number)", code)
+        return code
+
+
+class WhatsInfinityQrCodeOperator(WhatsInfinityBaseOperator):
+    """
+    Fetch the session's QR code and write it as a PNG file.
+
+    :param output_path: Where to write the PNG; missing folders are created. Templated.
+    :param whatsinfinity_conn_id: The WhatsInfinity connection to use. Templated.
+    :return: The path written.
+    """
+
+    template_fields: Sequence[str] = ("output_path", "whatsinfinity_conn_id")
+
+    def __init__(self, *, output_path: str | Path, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.output_path = output_path
+
+    def execute(self, context: Context) -> str:
+        """Write the QR code."""
+        png: bytes = self.call(self.hook.get_qr)
+        path = Path(self.output_path).expanduser()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(png)
+        self.log.info(
+            "QR code written to %s (%d bytes): scan it in WhatsApp > Linked devices", path, len(png)
+        )
+        return str(path)
+
+
+class WhatsInfinityDeleteSessionOperator(WhatsInfinityBaseOperator):
+    """
+    Delete the connection's session for good.
+
+    :param whatsinfinity_conn_id: The WhatsInfinity connection to use. Templated.
+    """
+
+    def execute(self, context: Context) -> None:
+        """Delete the session."""
+        self.call(self.hook.delete_session)
+        self.log.info("Session of connection %s deleted", self.whatsinfinity_conn_id)
+
+
+class WhatsInfinityRotateKeyOperator(WhatsInfinityBaseOperator):
+    """
+    Rotate the session's API key and hand the new key to ``store_new_key``, and nowhere else.
+
+    The new key never reaches XCom (nothing is returned) or the logs (it is masked). The old key
+    stops working at once, so ``store_new_key`` must put the new one where the connection reads it
+    from, such as your secrets backend.
+
+    :param store_new_key: Called with the new key and the task context.
+    :param whatsinfinity_conn_id: The WhatsInfinity connection to use. Templated.
+    """
+
+    def __init__(self, *, store_new_key: Callable[[str, Context], None], **kwargs: Any) -> None:
+        kwargs.setdefault("do_xcom_push", False)
+        super().__init__(**kwargs)
+        if not callable(store_new_key):
+            raise TypeError("store_new_key must be a callable taking (new_key, context)")
+        self.store_new_key = store_new_key
+
+    def execute(self, context: Context) -> None:
+        """Rotate the key and store it."""
+        new_key: str = self.call(self.hook.rotate_key)
+        try:
+            self.store_new_key(new_key, context)
+        except Exception as error:
+            raise AirflowFailException(
+                "The key was rotated but store_new_key failed; the old key no longer works. "
+                f"Recover the new key from the session's owner. Cause: {type(error).__name__}"
+            ) from None
+        self.log.info("Session key of connection %s rotated and stored", self.whatsinfinity_conn_id)

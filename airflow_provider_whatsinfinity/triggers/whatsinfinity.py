@@ -1,0 +1,84 @@
+"""The trigger behind the deferrable session-ready sensor."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import TYPE_CHECKING, Any
+
+from airflow.triggers.base import BaseTrigger, TriggerEvent
+
+from airflow_provider_whatsinfinity.exceptions import WhatsInfinityError
+from airflow_provider_whatsinfinity.hooks.whatsinfinity import WhatsInfinityHook
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
+
+
+class WhatsInfinitySessionReadyTrigger(BaseTrigger):
+    """
+    Poll check-session with the async client until the session is ready, disabled, or out of time.
+
+    Yields one event, plain JSON: ``{"status": "ready" | "disabled" | "timeout" | "error", "session":
+    {...} | None, "error": {...} | None}``. Transient errors (the service unreachable, a server error)
+    are logged and polled through; permanent ones (a wrong key, an unknown session) end the wait.
+
+    :param whatsinfinity_conn_id: The WhatsInfinity connection to use.
+    :param poke_interval: Seconds between two checks.
+    :param timeout_at: Unix time after which the trigger gives up with a ``timeout`` event; ``None``
+        waits for as long as Airflow lets it.
+    """
+
+    def __init__(
+        self,
+        whatsinfinity_conn_id: str = WhatsInfinityHook.default_conn_name,
+        poke_interval: float = 30.0,
+        timeout_at: float | None = None,
+    ) -> None:
+        super().__init__()
+        self.whatsinfinity_conn_id = whatsinfinity_conn_id
+        self.poke_interval = float(poke_interval)
+        self.timeout_at = timeout_at
+
+    def serialize(self) -> tuple[str, dict[str, Any]]:
+        """Return the classpath and keyword arguments that rebuild this trigger in the triggerer."""
+        return (
+            f"{type(self).__module__}.{type(self).__qualname__}",
+            {
+                "whatsinfinity_conn_id": self.whatsinfinity_conn_id,
+                "poke_interval": self.poke_interval,
+                "timeout_at": self.timeout_at,
+            },
+        )
+
+    async def run(self) -> AsyncIterator[TriggerEvent]:
+        """Check the session every ``poke_interval`` seconds and yield one event when the wait ends."""
+        hook = WhatsInfinityHook(whatsinfinity_conn_id=self.whatsinfinity_conn_id)
+        session: dict[str, Any] | None = None
+        try:
+            while True:
+                try:
+                    status = await hook.acheck_session()
+                except WhatsInfinityError as error:
+                    if not error.transient:
+                        yield TriggerEvent({"status": "error", "session": session, "error": error.to_dict()})
+                        return
+                    self.log.warning(
+                        "Session check failed, trying again in %.0f s: %s", self.poke_interval, error
+                    )
+                else:
+                    session = status.to_dict()
+                    self.log.info("WhatsInfinity %s", status.summary())
+                    if status.is_ready or status.status == "disabled":
+                        outcome = "ready" if status.is_ready else "disabled"
+                        yield TriggerEvent({"status": outcome, "session": session, "error": None})
+                        return
+                if self.timeout_at is not None and time.time() >= self.timeout_at:
+                    yield TriggerEvent({"status": "timeout", "session": session, "error": None})
+                    return
+                pause = self.poke_interval
+                if self.timeout_at is not None:
+                    pause = max(0.0, min(pause, self.timeout_at - time.time()))
+                await asyncio.sleep(pause)
+        finally:
+            await hook.aclose()

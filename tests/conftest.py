@@ -1,9 +1,36 @@
 from __future__ import annotations
 
+import json
+import os
+import tempfile
+from pathlib import Path
 from typing import TYPE_CHECKING
 
-import httpx
-import pytest
+# Airflow reads its settings when first imported: point it at a throw-away home and SQLite database
+# before any test module imports it, so that no test touches ~/airflow.
+_AIRFLOW_HOME = tempfile.mkdtemp(prefix="whatsinfinity-airflow-")
+os.environ["AIRFLOW_HOME"] = _AIRFLOW_HOME
+os.environ["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] = f"sqlite:///{_AIRFLOW_HOME}/airflow.db"
+os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
+os.environ["AIRFLOW__CORE__UNIT_TEST_MODE"] = "True"
+# dag.test() finds DAGs through the configured bundles: the examples, and the tests' own DAG files.
+_REPO = Path(__file__).resolve().parents[1]
+os.environ["AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_CONFIG_LIST"] = json.dumps(
+    [
+        {
+            "name": name,
+            "classpath": "airflow.dag_processing.bundles.local.LocalDagBundle",
+            "kwargs": {"path": str(path)},
+        }
+        for name, path in (
+            ("examples", _REPO / "example_dags"),
+            ("test-dags", _REPO / "tests" / "dags" / "files"),
+        )
+    ]
+)
+
+import httpx  # noqa: E402
+import pytest  # noqa: E402
 
 if TYPE_CHECKING:
     from collections.abc import Iterator

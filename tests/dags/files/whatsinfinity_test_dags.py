@@ -1,0 +1,67 @@
+"""DAGs that the provider's tests run with dag.test(); not examples for users."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from airflow.sdk import DAG, Param
+
+from airflow_provider_whatsinfinity.operators.whatsinfinity import WhatsInfinitySendTextOperator
+from airflow_provider_whatsinfinity.retry_policy import WhatsInfinityRetryPolicy
+from airflow_provider_whatsinfinity.sensors.whatsinfinity import WhatsInfinitySessionReadySensor
+
+START = datetime(2026, 1, 1)
+COMMON = {"schedule": None, "start_date": START, "catchup": False, "render_template_as_native_obj": True}
+
+with DAG(
+    dag_id="wi_test_list_send",
+    params={"to": Param(["919999999999"], type="array"), "retries": Param(1, type="integer")},
+    **COMMON,
+):
+    WhatsInfinitySendTextOperator(
+        task_id="send",
+        to="{{ params.to }}",
+        message="Hello {{ dag.dag_id }} on {{ ds }}",
+        retries=1,
+        retry_delay=timedelta(seconds=0),
+    )
+
+with DAG(dag_id="wi_test_permanent", params={"to": Param("919999999999", type="string")}, **COMMON):
+    WhatsInfinitySendTextOperator(
+        task_id="send", to="{{ params.to }}", message="never", retries=3, retry_delay=timedelta(seconds=0)
+    )
+
+with DAG(dag_id="wi_test_mapped", **COMMON):
+    WhatsInfinitySendTextOperator.partial(task_id="send", message="Mapped hello").expand(
+        to=["919999999999", "447700900123", "15550109999"]
+    )
+
+with DAG(dag_id="wi_test_templating", params={"who": Param("ops", type="string")}, **COMMON):
+    WhatsInfinitySendTextOperator(
+        task_id="send",
+        to="+91 99999 {{ '99999' }}",
+        message="{{ params.who }}: {{ dag.dag_id }}/{{ task.task_id }} for {{ ds }}",
+        typing="{{ params.who == 'ops' }}",
+        dry_run="{{ params.who == 'nobody' }}",
+        whatsinfinity_conn_id="{{ 'whatsinfinity_default' }}",
+    )
+
+with DAG(dag_id="wi_test_rate_limited", **COMMON):
+    WhatsInfinitySendTextOperator(
+        task_id="send",
+        whatsinfinity_conn_id="whatsinfinity_impatient",
+        to=["919999999999", "447700900123"],
+        message="paced by the retry policy",
+        retries=3,
+        retry_delay=timedelta(minutes=10),
+        retry_policy=WhatsInfinityRetryPolicy(min_delay=timedelta(seconds=0)),
+    )
+
+with DAG(dag_id="wi_test_sensor", params={"mode": Param("poke", type="string")}, **COMMON):
+    WhatsInfinitySessionReadySensor(task_id="wait", mode="poke", poke_interval=0.2, timeout=10)
+
+with DAG(dag_id="wi_test_sensor_reschedule", **COMMON):
+    WhatsInfinitySessionReadySensor(task_id="wait", mode="reschedule", poke_interval=1, timeout=20)
+
+with DAG(dag_id="wi_test_sensor_deferrable_timeout", **COMMON):
+    WhatsInfinitySessionReadySensor(task_id="wait", deferrable=True, poke_interval=0.2, timeout=1)

@@ -1,0 +1,167 @@
+"""The example DAGs, run with dag.test() against the emulator: exactly the expected messages, none twice."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+
+import pytest
+
+from airflow_provider_whatsinfinity.triggers.whatsinfinity import WhatsInfinitySessionReadyTrigger
+from tests.conftest import KEY, PHONE, SESSION
+from tests.dags.conftest import EXAMPLE_DAGS, example_module, load_example, task_states
+from tests.hooks.conftest import connection_json
+
+EXAMPLES = sorted(p.stem for p in EXAMPLE_DAGS.glob("example_*.py"))
+
+
+def test_every_example_parses_without_import_errors():
+    from airflow.dag_processing.dagbag import DagBag
+
+    bag = DagBag(dag_folder=str(EXAMPLE_DAGS))
+    assert bag.import_errors == {}
+    assert sorted(bag.dag_ids) == sorted(EXAMPLES)
+    assert len(EXAMPLES) == 4
+    for dag in bag.dags.values():
+        assert "whatsinfinity_conn_id" in dag.params
+        assert dag.params["whatsinfinity_conn_id"] == "whatsinfinity_default"
+        assert "example" in dag.tags
+
+
+@pytest.mark.parametrize("name", EXAMPLES)
+def test_examples_hold_no_secrets(name):
+    source = (EXAMPLE_DAGS / f"{name}.py").read_text()
+    for secret in ("password", "api_key", "apiKey", "your-session-api-key", KEY):
+        assert secret not in source
+
+
+@pytest.mark.whatsinfinity_emulator(fetch_media=True, typing_delay=0.0, connect_delay=0.2)
+def test_daily_report_sends_the_pdf_to_every_recipient_once(airflow_env, report_server):
+    folder, base_url = report_server
+    recipients = ["919999999999", "447700900123", "15550109999"]
+    conf = {"recipients": recipients, "report_dir": str(folder), "report_base_url": base_url}
+    run = load_example("example_whatsinfinity_daily_report").test(run_conf=conf)
+    assert str(run.state) == "success", task_states(run)
+    [pdf] = folder.glob("daily-report-*.pdf")
+    content = pdf.read_bytes()
+    assert content.startswith(b"%PDF-1.4")
+    assert content.rstrip().endswith(b"%%EOF")
+    outbox = airflow_env.outbox()
+    assert [m["to"] for m in outbox] == recipients
+    for message in outbox:
+        assert message["type"] == "document"
+        assert message["url"] == f"{base_url}/{pdf.name}"
+        assert message["fileName"] == pdf.name
+        assert message["caption"].startswith("Daily report for ")
+        assert (message["size"], message["sha256"]) == (len(content), hashlib.sha256(content).hexdigest())
+    [ti] = [t for t in run.get_task_instances() if t.task_id == "send_report"]
+    sent = ti.xcom_pull(task_ids="send_report")
+    assert [r["message_id"] for r in sent] == [m["messageId"] for m in outbox]
+
+
+@pytest.mark.whatsinfinity_emulator(auto_link=1.5, fetch_media=True, typing_delay=0.0)
+def test_sensor_gated_send_waits_in_the_trigger(
+    airflow_db, whatsinfinity_emulator, monkeypatch, report_server
+):
+    folder, base_url = report_server
+    monkeypatch.setenv("AIRFLOW_CONN_WHATSINFINITY_DEFAULT", connection_json(whatsinfinity_emulator.url))
+    whatsinfinity_emulator.create_session(SESSION, KEY)  # links itself after 1.5 s, as if scanned
+    runs = []
+    original_run = WhatsInfinitySessionReadyTrigger.run
+
+    def counting_run(self):
+        runs.append(self.serialize())
+        return original_run(self)
+
+    monkeypatch.setattr(WhatsInfinitySessionReadyTrigger, "run", counting_run)
+    conf = {"recipient": PHONE, "report_dir": str(folder), "report_base_url": base_url}
+    run = load_example("example_whatsinfinity_sensor_gated").test(run_conf=conf)
+    assert str(run.state) == "success", task_states(run)
+    assert len(runs) == 1  # the sensor deferred, and the trigger ended the wait
+    assert runs[0][1]["poke_interval"] == 1.0
+    text, chart = whatsinfinity_emulator.outbox()
+    assert (text["type"], text["to"]) == ("text", PHONE)
+    assert text["message"].startswith(f"Session {SESSION} is ready.")
+    assert (chart["type"], chart["caption"]) == ("image", "Orders this week")
+    [png] = folder.glob("*.png")
+    assert chart["sha256"] == hashlib.sha256(png.read_bytes()).hexdigest()
+    checks = whatsinfinity_emulator.requests(f"/check-session/{SESSION}")
+    assert len(checks) >= 2
+
+
+def test_failure_alert_names_the_task_and_the_error(airflow_env):
+    run = load_example("example_whatsinfinity_failure_alerts").test(
+        run_conf={"oncall": [PHONE, "447700900123"]}
+    )
+    assert task_states(run) == {"load_partner_feed": "failed", "record_outcome": "success"}
+    outbox = airflow_env.outbox()
+    assert [m["to"] for m in outbox] == [PHONE, "447700900123"]
+    for message in outbox:
+        text = message["message"]
+        assert text.startswith("Airflow: load_partner_feed failed in example_whatsinfinity_failure_alerts")
+        assert "Partner feed answered HTTP 503" in text
+        assert run.run_id in text
+
+
+@pytest.mark.whatsinfinity_emulator(auto_link=1.0, typing_delay=0.0)
+@pytest.mark.parametrize("link_with", ["qr", "pairing_code"])
+def test_onboarding_creates_links_and_welcomes(
+    airflow_db, whatsinfinity_emulator, monkeypatch, tmp_path, link_with
+):
+    import zxingcpp
+    from PIL import Image
+
+    monkeypatch.setenv("AIRFLOW_CONN_WHATSINFINITY_DEFAULT", connection_json(whatsinfinity_emulator.url))
+    qr_path = tmp_path / "qr" / "session.png"
+    conf = {"link_with": link_with, "qr_path": str(qr_path), "welcome_to": PHONE}
+    run = load_example("example_whatsinfinity_onboarding").test(run_conf=conf)
+    states = task_states(run)
+    assert str(run.state) == "success", states
+    assert states["create_session"] == states["wait_until_linked"] == states["send_welcome"] == "success"
+    if link_with == "qr":
+        assert (states["write_qr"], states["request_pairing_code"]) == ("success", "skipped")
+        [code] = zxingcpp.read_barcodes(Image.open(io.BytesIO(qr_path.read_bytes())))
+        assert code.text.startswith("2@")
+    else:
+        assert (states["write_qr"], states["request_pairing_code"]) == ("skipped", "success")
+        assert not qr_path.exists()
+    [welcome] = whatsinfinity_emulator.outbox()
+    assert welcome["message"].startswith("Hello from Airflow")
+
+
+def test_onboarding_an_existing_linked_session_goes_straight_to_the_welcome(airflow_env, tmp_path):
+    run = load_example("example_whatsinfinity_onboarding").test(
+        run_conf={"qr_path": str(tmp_path / "qr.png")}
+    )
+    states = task_states(run)
+    assert (states["write_qr"], states["request_pairing_code"], states["send_welcome"]) == (
+        "skipped",
+        "skipped",
+        "success",
+    )
+    assert len(airflow_env.outbox()) == 1
+
+
+def test_no_xcom_holds_the_api_key(airflow_env, report_server):
+    folder, base_url = report_server
+    conf = {"report_dir": str(folder), "report_base_url": base_url}
+    run = load_example("example_whatsinfinity_daily_report").test(run_conf=conf)
+    for ti in run.get_task_instances():
+        assert KEY not in repr(ti.xcom_pull(task_ids=ti.task_id))
+
+
+def test_example_files_are_real_pdf_and_png():
+    import zxingcpp  # noqa: F401 - Pillow comes with the test extras
+    from PIL import Image
+
+    build_pdf = example_module("example_whatsinfinity_daily_report").build_pdf
+    draw_bar_chart = example_module("example_whatsinfinity_sensor_gated").draw_bar_chart
+
+    pdf = build_pdf("Title (with parens)", ["line one", "ünïcode"])
+    assert pdf.startswith(b"%PDF-1.4")
+    xref = int(pdf.rsplit(b"startxref\n", 1)[1].split(b"\n")[0])
+    assert pdf[xref:].startswith(b"xref")
+    image = Image.open(io.BytesIO(draw_bar_chart([1, 2, 3], width=90, height=40)))
+    assert image.size == (90, 40)
+    assert image.getpixel((45, 39)) == (0x25, 0xD3, 0x66)
+    assert image.getpixel((45, 0)) == (255, 255, 255)

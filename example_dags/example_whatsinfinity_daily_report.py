@@ -13,7 +13,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from airflow.sdk import DAG, Param, task
+from airflow.sdk import DAG, Param, get_current_context, task
 
 from airflow_provider_whatsinfinity.operators.whatsinfinity import WhatsInfinitySendMediaOperator
 
@@ -82,9 +82,11 @@ with DAG(
     tags=["example", "whatsinfinity"],
 ) as dag:
 
-    @task(multiple_outputs=True)
-    def build_report(params: dict[str, Any], ds: str) -> dict[str, Any]:
+    @task
+    def build_report() -> dict[str, Any]:
         """Write today's PDF report and return where it can be fetched."""
+        context = get_current_context()
+        params, ds = context["params"], context["ds"]
         day = datetime.strptime(ds, "%Y-%m-%d")
         seed = int(day.strftime("%j"))
         rows = [
@@ -105,14 +107,14 @@ with DAG(
             "sha256": hashlib.sha256(pdf).hexdigest(),
         }
 
-    report = build_report()
-
-    WhatsInfinitySendMediaOperator(
+    send = WhatsInfinitySendMediaOperator(
         task_id="send_report",
         whatsinfinity_conn_id="{{ params.whatsinfinity_conn_id }}",
         to="{{ params.recipients }}",
-        url=report["url"],
+        url="{{ ti.xcom_pull(task_ids='build_report')['url'] }}",
         media_type="document",
-        file_name=report["file_name"],
+        file_name="{{ ti.xcom_pull(task_ids='build_report')['file_name'] }}",
         caption="Daily report for {{ ds }}",
     )
+
+    build_report() >> send

@@ -8,9 +8,8 @@ sends a welcome message. A session that is already linked goes straight to the w
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
 
-from airflow.sdk import DAG, Param, task
+from airflow.sdk import DAG, Param, get_current_context, task
 
 from airflow_provider_whatsinfinity.operators.whatsinfinity import (
     WhatsInfinityCreateSessionOperator,
@@ -45,11 +44,12 @@ with DAG(
     )
 
     @task.branch
-    def how_to_link(params: dict[str, Any], ti: Any) -> str:
+    def how_to_link() -> str:
         """Skip linking when the session is already ready; else show a QR or a pairing code."""
-        if ti.xcom_pull(task_ids="create_session")["is_ready"]:
+        context = get_current_context()
+        if context["ti"].xcom_pull(task_ids="create_session")["is_ready"]:
             return "wait_until_linked"
-        return "write_qr" if params["link_with"] == "qr" else "request_pairing_code"
+        return "write_qr" if context["params"]["link_with"] == "qr" else "request_pairing_code"
 
     qr = WhatsInfinityQrCodeOperator(
         task_id="write_qr", whatsinfinity_conn_id=conn_id, output_path="{{ params.qr_path }}"

@@ -6,9 +6,9 @@ import struct
 import zlib
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from airflow.sdk import DAG, Param, task
+from airflow.sdk import DAG, Param, get_current_context, task
 
 from airflow_provider_whatsinfinity.operators.whatsinfinity import (
     WhatsInfinitySendMediaOperator,
@@ -76,8 +76,10 @@ with DAG(
     )
 
     @task
-    def draw_chart(params: dict[str, Any], ds: str) -> str:
+    def draw_chart() -> str:
         """Draw this week's chart and return its URL."""
+        context = get_current_context()
+        params, ds = context["params"], context["ds"]
         folder = Path(params["report_dir"])
         folder.mkdir(parents=True, exist_ok=True)
         name = f"weekly-chart-{ds}.png"

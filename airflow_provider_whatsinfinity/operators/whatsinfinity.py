@@ -119,7 +119,7 @@ class WhatsInfinityBaseOperator(BaseOperator):
 class _SendOperator(WhatsInfinityBaseOperator):
     """What the text and media send operators share: recipients, the state store, the XCom."""
 
-    def __init__(self, *, to: Any, dry_run: bool = False, **kwargs: Any) -> None:
+    def __init__(self, *, to: Any, dry_run: bool | str = False, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.to = to
         # Not "self.dry_run": BaseOperator.dry_run() is a method that `airflow tasks test --dry-run` calls.
@@ -207,7 +207,7 @@ class WhatsInfinitySendTextOperator(_SendOperator):
     ui_color = "#25d366"
 
     def __init__(
-        self, *, to: Any, message: str, typing: bool = False, dry_run: bool = False, **kwargs: Any
+        self, *, to: Any, message: str, typing: bool | str = False, dry_run: bool | str = False, **kwargs: Any
     ) -> None:
         super().__init__(to=to, dry_run=dry_run, **kwargs)
         self.message = message
@@ -263,7 +263,7 @@ class WhatsInfinitySendMediaOperator(_SendOperator):
         media_type: str = "media",
         caption: str | None = None,
         file_name: str | None = None,
-        dry_run: bool = False,
+        dry_run: bool | str = False,
         signed_url_expiry: timedelta = SIGNED_URL_EXPIRY,
         **kwargs: Any,
     ) -> None:
@@ -331,7 +331,7 @@ class WhatsInfinityRestartSessionOperator(WhatsInfinityBaseOperator):
 
     template_fields: Sequence[str] = ("wipe", "whatsinfinity_conn_id")
 
-    def __init__(self, *, wipe: bool = False, **kwargs: Any) -> None:
+    def __init__(self, *, wipe: bool | str = False, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.wipe = wipe
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from typing import Any
 
 from airflow.sdk import DAG, Param
 
@@ -11,7 +12,12 @@ from airflow_provider_whatsinfinity.retry_policy import WhatsInfinityRetryPolicy
 from airflow_provider_whatsinfinity.sensors.whatsinfinity import WhatsInfinitySessionReadySensor
 
 START = datetime(2026, 1, 1)
-COMMON = {"schedule": None, "start_date": START, "catchup": False, "render_template_as_native_obj": True}
+COMMON: dict[str, Any] = {
+    "schedule": None,
+    "start_date": START,
+    "catchup": False,
+    "render_template_as_native_obj": True,
+}
 
 with DAG(
     dag_id="wi_test_list_send",

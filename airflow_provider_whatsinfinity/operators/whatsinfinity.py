@@ -305,15 +305,24 @@ def public_url_for(location: Any, expiry: timedelta) -> str:
         raise AirflowFailException(
             f"url {text!r} is neither an http(s) URL nor an object-storage location such as s3://bucket/key"
         )
-    from airflow.sdk import ObjectStoragePath
-
-    path = location if isinstance(location, ObjectStoragePath) else ObjectStoragePath(text)
+    protocol = text.split("://", 1)[0]
     try:
-        signed = path.fs.sign(path.path, expiration=int(expiry.total_seconds()))
+        if hasattr(location, "fs") and hasattr(location, "path"):  # an ObjectStoragePath, with its connection
+            fs, path = location.fs, location.path
+        else:
+            import fsspec
+
+            fs, path = fsspec.core.url_to_fs(text)
+        signed = fs.sign(path, expiration=int(expiry.total_seconds()))
     except NotImplementedError:
         raise AirflowFailException(
-            f"The {path.protocol!r} filesystem cannot sign URLs for {text}: put the file where WhatsInfinity "
+            f"The {protocol!r} filesystem cannot sign URLs for {text}: put the file where WhatsInfinity "
             "can fetch it over http(s), or use storage that signs URLs (s3, gs)"
+        ) from None
+    except (ImportError, ValueError) as error:
+        raise AirflowFailException(
+            f"Cannot open {text} to sign a URL for it: {error}. Install the filesystem for {protocol!r} "
+            "(such as s3fs or gcsfs, or the matching Airflow provider)"
         ) from None
     if not str(signed).startswith(("http://", "https://")):
         raise AirflowFailException(f"Signing {text} gave {signed!r}, which is not an http(s) URL")

@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from collections.abc import Iterator
 
 EXAMPLE_DAGS = Path(__file__).resolve().parents[2] / "example_dags"
+TEST_DAGS = Path(__file__).resolve().parent / "files"
 
 
 @pytest.fixture(scope="session")

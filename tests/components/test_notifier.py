@@ -1,0 +1,87 @@
+"""The notifier, sync and async, with templated messages and several recipients."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import datetime
+
+import pytest
+from airflow.sdk import DAG
+
+from airflow_provider_whatsinfinity.exceptions import NotOnWhatsAppError
+from airflow_provider_whatsinfinity.notifications.whatsinfinity import (
+    DEFAULT_MESSAGE,
+    WhatsInfinityNotifier,
+    send_whatsinfinity_notification,
+)
+from tests.conftest import PHONE
+
+DAG_ID = "nightly_load"
+
+
+class FakeTI:
+    task_id = "load"
+    try_number = 2
+
+
+def context(**extra):
+    dag = DAG(DAG_ID, schedule=None, start_date=datetime(2026, 1, 1))
+    return {"dag": dag, "ti": FakeTI(), "run_id": "manual__1", **extra}
+
+
+def test_sync_notify_renders_the_default_message(hook, linked):
+    notifier = WhatsInfinityNotifier(to=PHONE)
+    notifier(context(exception=RuntimeError("disk full")))
+    [sent] = linked.outbox()
+    assert sent["message"] == "Airflow alert: DAG nightly_load, task load (try 2), run manual__1\ndisk full"
+
+
+def test_default_message_without_a_task_or_exception(hook, linked):
+    dag = DAG(DAG_ID, schedule=None, start_date=datetime(2026, 1, 1))
+    WhatsInfinityNotifier(to=PHONE)({"dag": dag, "run_id": "scheduled__2", "reason": "task_failure"})
+    assert linked.outbox()[0]["message"] == "Airflow alert: DAG nightly_load, run scheduled__2\ntask_failure"
+    assert "{%" in DEFAULT_MESSAGE
+
+
+def test_custom_template_and_several_recipients(hook, linked):
+    notifier = send_whatsinfinity_notification(
+        to=[PHONE, "+44 7700 900123"], message="{{ ti.task_id }} of {{ dag.dag_id }} succeeded", typing=True
+    )
+    notifier(context())
+    assert [(m["to"], m["message"]) for m in linked.outbox()] == [
+        (PHONE, "load of nightly_load succeeded"),
+        ("447700900123", "load of nightly_load succeeded"),
+    ]
+
+
+def test_one_bad_recipient_does_not_stop_the_others(hook, linked):
+    linked.mark_unregistered("15550001111")
+    notifier = WhatsInfinityNotifier(to=["15550001111", PHONE], message="alert")
+    with pytest.raises(NotOnWhatsAppError):
+        notifier(context())
+    assert [m["to"] for m in linked.outbox()] == [PHONE]
+
+
+def test_async_notify(hook, linked):
+    notifier = WhatsInfinityNotifier(
+        to=[PHONE, "447700900123"], message="deadline missed by {{ dag.dag_id }}"
+    )
+    notifier.context = context()
+
+    async def run():
+        await notifier
+
+    asyncio.run(run())
+    assert [(m["to"], m["message"]) for m in linked.outbox()] == [
+        (PHONE, "deadline missed by nightly_load"),
+        ("447700900123", "deadline missed by nightly_load"),
+    ]
+
+
+def test_async_notify_raises_after_trying_everyone(hook, linked):
+    linked.mark_unregistered("15550001111")
+    notifier = WhatsInfinityNotifier(to=["15550001111", PHONE], message="alert")
+    notifier.context = context()
+    with pytest.raises(NotOnWhatsAppError):
+        asyncio.run(notifier.async_notify(notifier.context))
+    assert [m["to"] for m in linked.outbox()] == [PHONE]

@@ -1,0 +1,96 @@
+"""The session-ready trigger: serialize round trip and its JSON events, against the emulator."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from typing import Any
+
+import pytest
+
+from airflow_provider_whatsinfinity.triggers.whatsinfinity import WhatsInfinitySessionReadyTrigger
+from tests.conftest import KEY, SESSION
+from tests.hooks.conftest import connection_json
+
+
+def first_event(trigger: WhatsInfinitySessionReadyTrigger, timeout: float = 20) -> Any:
+    async def run():
+        async for event in trigger.run():
+            return event.payload
+        raise AssertionError("the trigger ended without an event")
+
+    payload = asyncio.run(asyncio.wait_for(run(), timeout))
+    assert json.loads(json.dumps(payload)) == payload  # plain JSON, nothing pickled
+    return payload
+
+
+@pytest.fixture
+def conn(whatsinfinity_emulator, monkeypatch):
+    monkeypatch.setenv("AIRFLOW_CONN_WHATSINFINITY_DEFAULT", connection_json(whatsinfinity_emulator.url))
+    return whatsinfinity_emulator
+
+
+def test_serialize_round_trip():
+    trigger = WhatsInfinitySessionReadyTrigger("my_conn", poke_interval=7, timeout_at=1_900_000_000.5)
+    classpath, kwargs = trigger.serialize()
+    assert (
+        classpath == "airflow_provider_whatsinfinity.triggers.whatsinfinity.WhatsInfinitySessionReadyTrigger"
+    )
+    assert json.loads(json.dumps(kwargs)) == kwargs
+    module, _, name = classpath.rpartition(".")
+    rebuilt = getattr(__import__(module, fromlist=[name]), name)(**kwargs)
+    assert rebuilt.serialize() == (classpath, kwargs)
+    assert (rebuilt.whatsinfinity_conn_id, rebuilt.poke_interval, rebuilt.timeout_at) == (
+        "my_conn",
+        7.0,
+        1_900_000_000.5,
+    )
+
+
+@pytest.mark.whatsinfinity_emulator(auto_link=0.6)
+def test_ready_event_once_the_session_links(whatsinfinity_emulator, monkeypatch):
+    monkeypatch.setenv("AIRFLOW_CONN_WHATSINFINITY_DEFAULT", connection_json(whatsinfinity_emulator.url))
+    whatsinfinity_emulator.create_session(SESSION, KEY)
+    event = first_event(WhatsInfinitySessionReadyTrigger(poke_interval=0.2))
+    assert event["status"] == "ready"
+    assert event["error"] is None
+    assert (event["session"]["session_id"], event["session"]["is_ready"]) == (SESSION, True)
+    assert len(whatsinfinity_emulator.requests(f"/check-session/{SESSION}")) >= 2
+
+
+def test_disabled_event(conn):
+    conn.create_session(SESSION, KEY)
+    conn.disable(SESSION)
+    event = first_event(WhatsInfinitySessionReadyTrigger(poke_interval=0.1))
+    assert (event["status"], event["session"]["status"]) == ("disabled", "disabled")
+
+
+def test_error_event_for_a_permanent_error(whatsinfinity_emulator, monkeypatch):
+    whatsinfinity_emulator.create_session(SESSION, KEY)
+    wrong = connection_json(whatsinfinity_emulator.url, password="wrong-key-0123456789")
+    monkeypatch.setenv("AIRFLOW_CONN_WHATSINFINITY_DEFAULT", wrong)
+    event = first_event(WhatsInfinitySessionReadyTrigger(poke_interval=0.1))
+    assert event["status"] == "error"
+    assert event["error"]["type"] == "AuthenticationError"
+    assert event["error"]["status_code"] == 401
+    assert event["error"]["request_id"]
+    assert "wrong-key" not in json.dumps(event)
+
+
+def test_timeout_event(conn):
+    conn.create_session(SESSION, KEY)
+    started = time.monotonic()
+    event = first_event(WhatsInfinitySessionReadyTrigger(poke_interval=0.2, timeout_at=time.time() + 0.7))
+    assert event["status"] == "timeout"
+    assert event["session"]["status"] == "qr"
+    assert 0.6 <= time.monotonic() - started < 3
+
+
+def test_transient_errors_are_polled_through(conn):
+    conn.create_session(SESSION, KEY, link=True)
+    # Enough server errors to exhaust the client's own attempts once: the trigger logs and polls again.
+    conn.add_fault("/check-session", "status", status=502, times=4)
+    event = first_event(WhatsInfinitySessionReadyTrigger(poke_interval=0.1))
+    assert event["status"] == "ready"
+    assert len(conn.requests(f"/check-session/{SESSION}")) == 5

@@ -5,11 +5,12 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: help venv lint format types pytest test demo emulator constraints clean
+.PHONY: help venv lint format types pytest test demo quickstart emulator constraints clean
 
 help:
 	@echo "make test       lint, types and the whole test suite (builds .venv on first use)"
-	@echo "make demo       start the emulator and run the demo against it"
+	@echo "make demo       run the example DAGs in Airflow against the emulator"
+	@echo "make quickstart walk through the API doc's quick start against the emulator"
 	@echo "make emulator   run the WhatsInfinity emulator on 127.0.0.1:8765"
 	@echo "make format     apply ruff's formatting and safe fixes"
 	@echo "make constraints  refresh constraints.txt from the current .venv"
@@ -40,6 +41,9 @@ test: lint types pytest
 
 demo: $(STAMP)
 	$(PY) scripts/demo.py
+
+quickstart: $(STAMP)
+	$(PY) scripts/quickstart.py
 
 emulator: $(STAMP)
 	$(VENV)/bin/whatsinfinity-emulator --host 127.0.0.1 --port 8765

@@ -1,13 +1,19 @@
 """
-``make demo``: start the emulator and walk through the API doc's quick start against it.
+``make demo``: the example DAGs, run by Airflow against the WhatsInfinity emulator.
 
-Create a session, show its QR, link it (as if the QR were scanned), check it is ready, validate a
-message with a dry run, send it, and show what the emulated phone received.
+Starts the emulator (sessions link themselves after a second, media URLs are downloaded), a web
+server for the report files, and a throw-away Airflow home; points the ``whatsinfinity_default``
+connection at the emulator through ``AIRFLOW_CONN_WHATSINFINITY_DEFAULT``; runs example DAGs 1 to 3
+with ``airflow dags test``; prints what the emulated phones received; stops everything. Exits
+non-zero when anything failed.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -18,9 +24,14 @@ from typing import Any
 
 import httpx
 
-SESSION = "mysession"
-API_KEY = "demo-session-api-key"
-PHONE = "919999999999"
+REPO = Path(__file__).resolve().parents[1]
+SESSION = "demo-session"
+API_KEY = "demo-session-key-0123"
+DAGS = [
+    ("example_whatsinfinity_daily_report", "daily PDF report to two recipients"),
+    ("example_whatsinfinity_sensor_gated", "deferrable sensor, then a text and a chart"),
+    ("example_whatsinfinity_failure_alerts", "a failing task alerts the on-call phone"),
+]
 
 
 def free_port() -> int:
@@ -29,57 +40,139 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def show(step: str, response: httpx.Response) -> dict[str, Any]:
-    print(f"\n== {step}: {response.request.method} {response.request.url.path} -> {response.status_code}")
-    if response.headers.get("content-type", "").startswith("image/"):
-        print(f"   {response.headers['content-type']}, {len(response.content)} bytes")
-        return {}
-    body: dict[str, Any] = response.json()
-    print(json.dumps(body, indent=2))
-    if not body.get("success"):
-        raise SystemExit(f"demo failed at: {step}")
-    return body
+def wait_until_up(url: str, process: subprocess.Popen[bytes], what: str) -> None:
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            httpx.get(url, timeout=1)
+            return
+        except httpx.TransportError:
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise SystemExit(f"{what} did not start") from None
+            time.sleep(0.1)
+
+
+def show_outbox(messages: list[dict[str, Any]]) -> None:
+    print(f"\nWhat the emulated phones received ({len(messages)} messages):")
+    for message in messages:
+        when = message["deliveredAt"][11:19]
+        if message["type"] == "text":
+            text = message["message"].replace("\n", " / ")
+            what = f'"{text[:90]}{"..." if len(text) > 90 else ""}"'
+        else:
+            what = f"{message['type']} {message.get('fileName') or message['url'].rsplit('/', 1)[-1]}"
+            if message.get("caption"):
+                what += f' "{message["caption"]}"'
+            if "size" in message:
+                what += f", {message['size']} bytes, sha256 {message['sha256'][:16]}..."
+        print(f"  {when}  to {message['to']:<15} {what}")
 
 
 def main() -> int:
-    port = free_port()
-    base_url = f"http://127.0.0.1:{port}"
-    command = [sys.executable, "-m", "airflow_provider_whatsinfinity.emulator", "--port", str(port)]
-    command += ["--log-level", "warning", "--typing-delay", "0.5"]
-    print("Starting the emulator:", " ".join(command[1:]))
-    emulator = subprocess.Popen(command)
+    work = Path(tempfile.mkdtemp(prefix="whatsinfinity-demo-"))
+    reports = work / "reports"
+    reports.mkdir()
+    emulator_port, files_port = free_port(), free_port()
+    emulator_url = f"http://127.0.0.1:{emulator_port}"
+    env = {
+        **os.environ,
+        "AIRFLOW_HOME": str(work / "airflow"),
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{work}/airflow/airflow.db",
+        "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "example_dags"),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "AIRFLOW_CONN_WHATSINFINITY_DEFAULT": json.dumps(
+            {"conn_type": "whatsinfinity", "host": emulator_url, "login": SESSION, "password": API_KEY}
+        ),
+    }
+    airflow = str(Path(sys.executable).with_name("airflow"))
+    services = []
+    failed = []
     try:
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                httpx.get(f"{base_url}/all-sessions", timeout=1)
-                break
-            except httpx.TransportError:
-                if emulator.poll() is not None or time.monotonic() > deadline:
-                    print("The emulator did not start", file=sys.stderr)
-                    return 1
-                time.sleep(0.1)
-        with httpx.Client(base_url=base_url, headers={"x-api-key": API_KEY}, timeout=30) as api:
-            show(
-                "1. Create a session",
-                api.post("/create-session", json={"sessionId": SESSION, "apiKey": API_KEY}),
-            )
-            qr = api.get(f"/qr/{SESSION}")
-            show("2. Fetch the QR code to scan", qr)
-            qr_file = Path(tempfile.gettempdir()) / "whatsinfinity-demo-qr.png"
-            qr_file.write_bytes(qr.content)
-            print(f"   saved to {qr_file}")
-            show("   (the emulated phone scans it)", api.post(f"/_emulator/sessions/{SESSION}/link"))
-            show("3. Confirm readiness", api.get(f"/check-session/{SESSION}"))
-            message = {"sessionId": SESSION, "to": PHONE, "type": "text", "message": "Hello from my app!"}
-            show("4a. Dry run", api.post("/send", json={**message, "dryRun": True}))
-            show("4b. Send", api.post("/send", json={**message, "typing": True}))
-            show("What the phone received", api.get("/_emulator/outbox", params={"sessionId": SESSION}))
-        print("\nDemo finished: every step succeeded.")
-        return 0
+        print(f"Emulator on {emulator_url} (auto-link after 1 s, media downloaded and fingerprinted)")
+        options = ["--auto-link", "1", "--fetch-media", "--typing-delay", "0.3", "--log-level", "warning"]
+        emulator = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "airflow_provider_whatsinfinity.emulator",
+                "--port",
+                str(emulator_port),
+                *options,
+            ]
+        )
+        services.append(emulator)
+        print(f"Report files served from {reports} on http://127.0.0.1:{files_port}")
+        files = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "http.server",
+                str(files_port),
+                "--bind",
+                "127.0.0.1",
+                "--directory",
+                str(reports),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        services.append(files)
+        wait_until_up(f"{emulator_url}/all-sessions", emulator, "The emulator")
+        wait_until_up(f"http://127.0.0.1:{files_port}/", files, "The file server")
+
+        created = httpx.post(f"{emulator_url}/create-session", json={"sessionId": SESSION, "apiKey": API_KEY})
+        status = created.json()["data"]["status"]
+        print(f"Session {SESSION!r} created: {status} (the phone scans it in a second)")
+
+        print(f"Airflow home {work / 'airflow'}: migrating its database...")
+        subprocess.run([airflow, "db", "migrate"], env=env, check=True, capture_output=True)
+
+        conf = json.dumps({"report_dir": str(reports), "report_base_url": f"http://127.0.0.1:{files_port}"})
+        for number, (dag_id, what) in enumerate(DAGS, start=1):
+            log = work / f"{dag_id}.log"
+            started = time.monotonic()
+            with log.open("wb") as out:
+                result = subprocess.run(
+                    [airflow, "dags", "test", dag_id, "-c", conf],
+                    env=env,
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                )
+            took = time.monotonic() - started
+            verdict = "ok" if result.returncode == 0 else f"FAILED (exit {result.returncode})"
+            print(f"{number}. airflow dags test {dag_id}: {verdict} in {took:.1f} s - {what}")
+            if result.returncode != 0:
+                failed.append(dag_id)
+                print("   last lines of its log:")
+                for line in log.read_text(errors="replace").splitlines()[-15:]:
+                    print(f"   | {line}")
+            print(f"   log: {log}")
+
+        outbox = httpx.get(f"{emulator_url}/_emulator/outbox").json()["data"]["messages"]
+        show_outbox(outbox)
+        ids = [m["messageId"] for m in outbox]
+        if len(ids) != len(set(ids)):
+            failed.append("duplicate deliveries")
+        served = {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in reports.iterdir()}
+        fetched = [m for m in outbox if "sha256" in m]
+        if not fetched or any(served.get(m["url"].rsplit("/", 1)[-1]) != m["sha256"] for m in fetched):
+            failed.append("media fingerprints do not match the files served")
+        else:
+            print(f"  ({len(fetched)} media messages: sha256 matches the files served)")
     finally:
-        emulator.terminate()
-        emulator.wait(timeout=10)
+        for service in services:
+            service.terminate()
+        for service in services:
+            try:
+                service.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                service.kill()
+    if failed:
+        print(f"\nDemo failed: {', '.join(failed)}. Logs are in {work}")
+        return 1
+    shutil.rmtree(work, ignore_errors=True)
+    print("\nDemo finished: every DAG run succeeded, and every message arrived exactly once.")
+    return 0
 
 
 if __name__ == "__main__":

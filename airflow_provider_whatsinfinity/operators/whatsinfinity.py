@@ -358,12 +358,14 @@ class WhatsInfinityCreateSessionOperator(WhatsInfinityBaseOperator):
     """
     Create the connection's session (its Session ID and API key) on WhatsInfinity.
 
-    :param ignore_existing: Succeed when the session already exists, returning its status.
+    :param ignore_existing: Succeed when the session already exists, returning its status. Templated.
     :param whatsinfinity_conn_id: The WhatsInfinity connection to use. Templated.
     :return: The session's status, as a dict.
     """
 
-    def __init__(self, *, ignore_existing: bool = False, **kwargs: Any) -> None:
+    template_fields: Sequence[str] = ("ignore_existing", "whatsinfinity_conn_id")
+
+    def __init__(self, *, ignore_existing: bool | str = False, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.ignore_existing = ignore_existing
 
@@ -374,7 +376,7 @@ class WhatsInfinityCreateSessionOperator(WhatsInfinityBaseOperator):
         try:
             status = self.hook.create_session()
         except ConflictError:
-            if not self.ignore_existing:
+            if not as_bool(self.ignore_existing, "ignore_existing"):
                 raise AirflowFailException(
                     f"Session of connection {self.whatsinfinity_conn_id!r} already exists; "
                     "pass ignore_existing=True to carry on"

@@ -25,6 +25,7 @@ def test_each_poke_logs_status_queue_and_warning(hook, whatsinfinity_emulator):
         f"WhatsInfinity session '{SESSION}' is active, ready, queueSize 0, "
         "warning: This number is active on another device",
     ]
+    assert second.xcom_value is not None
     assert second.xcom_value["warning"] == "This number is active on another device"
 
 

@@ -25,6 +25,7 @@ import asyncio
 import logging
 import random
 import time
+import weakref
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
@@ -75,6 +76,21 @@ CHANGE = "change"
 # Errors where the request certainly never reached the server.
 NEVER_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
 USER_AGENT = f"airflow-provider-whatsinfinity/{__version__}"
+HEADERS = {"user-agent": USER_AGENT, "accept": "application/json"}
+
+_shared_pools: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, httpx.AsyncClient] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def shared_async_http() -> httpx.AsyncClient:
+    """Return the running event loop's shared ``httpx.AsyncClient``, creating it on first use."""
+    loop = asyncio.get_running_loop()
+    client = _shared_pools.get(loop)
+    if client is None or client.is_closed:
+        client = httpx.AsyncClient(headers=HEADERS, limits=httpx.Limits(max_connections=200))
+        _shared_pools[loop] = client
+    return client
 
 
 @dataclass(frozen=True)
@@ -171,18 +187,20 @@ class _ClientBase:
     def __repr__(self) -> str:
         return f"{type(self).__name__}(base_url={self.base_url!r}, session_id={self.session_id!r})"
 
-    def _client_options(self) -> dict[str, Any]:
-        options: dict[str, Any] = {
-            "base_url": self.base_url,
-            "timeout": httpx.Timeout(self.timeout, connect=min(self.timeout, 10.0)),
-            "headers": {"user-agent": USER_AGENT, "accept": "application/json"},
-        }
-        if self._transport is not None:
-            options["transport"] = self._transport
-        return options
+    def _request(self, call: _Call[Any]) -> dict[str, Any]:
+        """
+        Return the arguments of ``httpx.Client.request`` for a call.
 
-    def _headers(self, call: _Call[Any]) -> dict[str, str] | None:
-        return {"x-api-key": self._api_key} if call.authenticated else None
+        Everything is per request, the key included, so that clients of different sessions can share
+        one connection pool.
+        """
+        return {
+            "method": call.method,
+            "url": self.base_url + call.path,
+            "json": call.json,
+            "headers": {"x-api-key": self._api_key} if call.authenticated else None,
+            "timeout": httpx.Timeout(self.timeout, connect=min(self.timeout, 10.0)),
+        }
 
     # The calls ---------------------------------------------------------------------------------
 
@@ -310,7 +328,8 @@ class _ClientBase:
 
     def _rate_limit_pause(self, call: _Call[Any], error: RateLimitedError, budget: _Budget) -> float:
         wait = max(float(error.retry_after or 1), 0.0)
-        pause = wait + random.uniform(0, min(1.0, 0.1 * wait + 0.05))
+        # A little jitter keeps many clients from all coming back in the same instant.
+        pause = wait + random.uniform(0, min(0.5, 0.05 * wait + 0.05))
         if budget.rate_limit_waited + pause > self.retry.max_rate_limit_wait:
             raise RateLimitedError(
                 f"{call.name}: rate limited, and waiting another {wait:.0f} s would exceed "
@@ -468,7 +487,7 @@ class WhatsInfinityClient(_ClientBase):
 
     @cached_property
     def _http(self) -> httpx.Client:
-        return httpx.Client(**self._client_options())
+        return httpx.Client(headers=HEADERS, transport=self._transport)
 
     def close(self) -> None:
         """Close the connection pool."""
@@ -491,9 +510,7 @@ class WhatsInfinityClient(_ClientBase):
                 time.sleep(step.seconds)
             else:
                 try:
-                    outcome = self._http.request(
-                        step.method, step.path, json=step.json, headers=self._headers(step)
-                    )
+                    outcome = self._http.request(**self._request(step))
                 except httpx.HTTPError as exc:
                     outcome = exc
             try:
@@ -579,17 +596,25 @@ class WhatsInfinityClient(_ClientBase):
 
 
 class AsyncWhatsInfinityClient(_ClientBase):
-    """The asyncio twin of :class:`WhatsInfinityClient`, reusing one pooled ``httpx.AsyncClient``."""
+    """
+    The asyncio twin of :class:`WhatsInfinityClient`.
+
+    All async clients on one event loop share one pooled ``httpx.AsyncClient`` (unless given a
+    transport of their own): a triggerer running hundreds of session-ready triggers keeps one pool and
+    one SSL context, not one per trigger. The API key travels with each request, never with the pool.
+    """
 
     @cached_property
     def _http(self) -> httpx.AsyncClient:
-        return httpx.AsyncClient(**self._client_options())
+        if self._transport is not None:
+            return httpx.AsyncClient(headers=HEADERS, transport=self._transport)
+        return shared_async_http()
 
     async def aclose(self) -> None:
-        """Close the connection pool."""
-        if "_http" in self.__dict__:
+        """Close this client's own connection pool; the event loop's shared pool stays open."""
+        if self._transport is not None and "_http" in self.__dict__:
             await self._http.aclose()
-            del self.__dict__["_http"]
+        self.__dict__.pop("_http", None)
 
     async def __aenter__(self) -> Self:
         return self
@@ -606,9 +631,7 @@ class AsyncWhatsInfinityClient(_ClientBase):
                 await asyncio.sleep(step.seconds)
             else:
                 try:
-                    outcome = await self._http.request(
-                        step.method, step.path, json=step.json, headers=self._headers(step)
-                    )
+                    outcome = await self._http.request(**self._request(step))
                 except httpx.HTTPError as exc:
                     outcome = exc
             try:

@@ -1,10 +1,13 @@
 from __future__ import annotations
 
+import functools
+import http.server
 import json
 import os
 import tempfile
+import threading
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 # Airflow reads its settings when first imported: point it at a throw-away home and SQLite database
 # before any test module imports it, so that no test touches ~/airflow.
@@ -54,3 +57,40 @@ def linked(whatsinfinity_emulator: RunningEmulator) -> RunningEmulator:
     """The emulator with the default session created and linked."""
     whatsinfinity_emulator.create_session(SESSION, KEY, link=True)
     return whatsinfinity_emulator
+
+
+def connection_json(url: str, login: str = SESSION, password: str = KEY, **extra: object) -> str:
+    """An AIRFLOW_CONN_... value in JSON form for a WhatsInfinity connection."""
+    return json.dumps(
+        {"conn_type": "whatsinfinity", "host": url, "login": login, "password": password, "extra": extra}
+    )
+
+
+@pytest.fixture
+def hook(whatsinfinity_emulator: RunningEmulator, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """A hook on the default connection, pointed at the emulator through AIRFLOW_CONN_..."""
+    from airflow_provider_whatsinfinity.hooks.whatsinfinity import WhatsInfinityHook
+
+    monkeypatch.setenv("AIRFLOW_CONN_WHATSINFINITY_DEFAULT", connection_json(whatsinfinity_emulator.url))
+    return WhatsInfinityHook()
+
+
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def report_server(tmp_path) -> Iterator[tuple[Path, str]]:
+    """A folder and the loopback URL that serves it, as a report's web server would."""
+    folder = tmp_path / "reports"
+    folder.mkdir()
+    handler = functools.partial(_QuietHandler, directory=str(folder))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield folder, f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
@@ -61,6 +62,8 @@ class WhatsInfinityHook(BaseHook):
     :param max_rate_limit_wait: Longest total wait for 429s in one call; overrides the connection's
         ``max_rate_limit_wait`` extra.
     :param max_attempts: Attempts for errors retried with backoff (at least 1; default 4).
+    :param retry: Backoff settings (attempts, delays, deadline); ``max_attempts`` overrides its
+        attempts, and the 429 budget always comes from ``max_rate_limit_wait`` or the connection.
     """
 
     conn_name_attr = "whatsinfinity_conn_id"
@@ -75,6 +78,7 @@ class WhatsInfinityHook(BaseHook):
         timeout: float | None = None,
         max_rate_limit_wait: float | None = None,
         max_attempts: int | None = None,
+        retry: RetrySettings | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -82,6 +86,7 @@ class WhatsInfinityHook(BaseHook):
         self.timeout = timeout
         self.max_rate_limit_wait = max_rate_limit_wait
         self.max_attempts = max_attempts
+        self.retry = retry
         self._async_client: AsyncWhatsInfinityClient | None = None
         # After rotate_key() the connection's password is stale: both clients use the new key.
         self._rotated_key: str | None = None
@@ -139,7 +144,7 @@ class WhatsInfinityHook(BaseHook):
             max_wait = self.max_rate_limit_wait
         else:
             max_wait = _extra_number(extras, "max_rate_limit_wait", DEFAULT_MAX_RATE_LIMIT_WAIT, conn_id)
-        retry = {"max_rate_limit_wait": max_wait}
+        retry: dict[str, Any] = {"max_rate_limit_wait": max_wait}
         if self.max_attempts is not None:
             retry["max_attempts"] = self.max_attempts
         params: dict[str, Any] = {
@@ -147,7 +152,7 @@ class WhatsInfinityHook(BaseHook):
             "api_key": api_key,
             "base_url": base_url_of(connection),
             "timeout": timeout,
-            "retry": RetrySettings(**{**retry, **overrides}),
+            "retry": replace(self.retry or RetrySettings(), **{**retry, **overrides}),
         }
         return params
 

@@ -41,6 +41,9 @@ if TYPE_CHECKING:
 DEFAULT_CONN_ID = "whatsinfinity_default"
 #: The ``task_state_store`` key under which a list send records the recipients already accepted.
 ACCEPTED_KEY = "whatsinfinity_accepted"
+#: URL schemes of object stores whose fsspec filesystems can sign URLs. Anything else that is not
+#: http(s) is refused before any filesystem is opened (an ``ftp://`` URL must not start a connection).
+OBJECT_STORAGE_SCHEMES = frozenset({"s3", "s3a", "gs", "gcs", "az", "abfs", "abfss", "oci", "oss"})
 #: How long a signed object-storage URL stays valid: long enough for a queued message to be fetched.
 SIGNED_URL_EXPIRY = timedelta(hours=24)
 
@@ -93,20 +96,29 @@ class WhatsInfinityBaseOperator(BaseOperator):
     Base of the WhatsInfinity operators: the connection and the hook built from it.
 
     :param whatsinfinity_conn_id: The WhatsInfinity connection to use.
+    :param hook_params: More arguments for :class:`WhatsInfinityHook`, such as ``timeout``,
+        ``max_rate_limit_wait``, ``max_attempts`` or ``retry``.
     """
 
     template_fields: Sequence[str] = ("whatsinfinity_conn_id",)
 
-    def __init__(self, *, whatsinfinity_conn_id: str = DEFAULT_CONN_ID, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *,
+        whatsinfinity_conn_id: str = DEFAULT_CONN_ID,
+        hook_params: dict[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
         self.whatsinfinity_conn_id = whatsinfinity_conn_id
+        self.hook_params = hook_params or {}
 
     @cached_property
     def hook(self) -> WhatsInfinityHook:
         """The hook on this operator's connection."""
         from airflow_provider_whatsinfinity.hooks.whatsinfinity import WhatsInfinityHook
 
-        return WhatsInfinityHook(whatsinfinity_conn_id=self.whatsinfinity_conn_id)
+        return WhatsInfinityHook(whatsinfinity_conn_id=self.whatsinfinity_conn_id, **self.hook_params)
 
     def call(self, action: Callable[[], Any]) -> Any:
         """Run a hook call, failing the task at once on errors that retries cannot fix."""
@@ -136,16 +148,17 @@ class _SendOperator(WhatsInfinityBaseOperator):
         recipients, many = recipients_of(self.to)
         if not recipients:
             raise AirflowFailException("'to' is empty: give at least one phone number")
+        try:
+            # Check every number before sending to any: a typo in the fifth must not half-send a list.
+            slots = [f"{index}:{normalize_phone(recipient)}" for index, recipient in enumerate(recipients)]
+        except WhatsInfinityError as error:
+            raise fail_fast_unless_transient(error) from error
         dry_run = as_bool(self.is_dry_run, "dry_run")
         store = None if dry_run else context.get("task_state_store")
         stored = store.get(ACCEPTED_KEY) if store is not None else None
         accepted: dict[str, Any] = dict(stored) if isinstance(stored, dict) else {}
         results: list[dict[str, Any]] = []
-        for index, recipient in enumerate(recipients):
-            try:
-                slot = f"{index}:{normalize_phone(recipient)}"
-            except WhatsInfinityError as error:
-                raise fail_fast_unless_transient(error) from error
+        for index, (recipient, slot) in enumerate(zip(recipients, slots, strict=True)):
             if slot in accepted:
                 self.log.info("Skipping recipient %d (%s): accepted in an earlier try", index + 1, slot)
                 results.append(accepted[slot])
@@ -299,15 +312,17 @@ def public_url_for(location: Any, expiry: timedelta) -> str:
     :param expiry: How long a signed URL stays valid.
     """
     text = str(location)
-    if text.startswith(("http://", "https://")) and not hasattr(location, "fs"):
+    is_storage_path = hasattr(location, "fs") and hasattr(location, "path")  # an ObjectStoragePath
+    if text.startswith(("http://", "https://")) and not is_storage_path:
         return text
-    if "://" not in text:
+    protocol = text.split("://", 1)[0].lower() if "://" in text else ""
+    if not is_storage_path and protocol not in OBJECT_STORAGE_SCHEMES:
         raise AirflowFailException(
-            f"url {text!r} is neither an http(s) URL nor an object-storage location such as s3://bucket/key"
+            f"url {text[:100]!r} is neither an http(s) URL nor an object-storage location such as "
+            f"s3://bucket/key (schemes: {', '.join(sorted(OBJECT_STORAGE_SCHEMES))})"
         )
-    protocol = text.split("://", 1)[0]
     try:
-        if hasattr(location, "fs") and hasattr(location, "path"):  # an ObjectStoragePath, with its connection
+        if is_storage_path:  # signed through its own filesystem, with its Airflow connection
             fs, path = location.fs, location.path
         else:
             import fsspec

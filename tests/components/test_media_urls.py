@@ -43,34 +43,45 @@ def test_http_urls_pass_through():
 
 def test_a_filesystem_that_cannot_sign_fails_clearly(tmp_path):
     with pytest.raises(AirflowFailException, match="'file' filesystem cannot sign URLs"):
-        public_url_for(f"file://{tmp_path}/report.pdf", timedelta(hours=1))
+        public_url_for(ObjectStoragePath(f"file://{tmp_path}/report.pdf"), timedelta(hours=1))
 
 
-def test_a_path_that_is_no_url_fails_clearly():
-    with pytest.raises(AirflowFailException, match="neither an http"):
-        public_url_for("/tmp/report.pdf", timedelta(hours=1))
+@pytest.mark.parametrize(
+    "url",
+    ["/tmp/report.pdf", "file:///tmp/report.pdf", "ftp://files.example.com/a.pdf", "javascript:alert(1)"],
+)
+def test_anything_else_fails_clearly_before_opening_a_filesystem(url):
+    with pytest.raises(
+        AirflowFailException, match=r"neither an http\(s\) URL nor an object-storage location"
+    ):
+        public_url_for(url, timedelta(hours=1))
+
+
+def test_a_missing_filesystem_package_fails_clearly():
+    with pytest.raises(AirflowFailException, match=r"Cannot open oss://b/k\.pdf to sign a URL for it"):
+        public_url_for("oss://b/k.pdf", timedelta(hours=1))
 
 
 @pytest.fixture
-def airflow_knows_signtest(monkeypatch):
-    """Register the signing store with Airflow's object storage, as a provider's filesystem would be."""
+def signing_stores(monkeypatch):
+    """
+    The signing store as Airflow's object storage knows it (as a provider's filesystem would be), and
+    as fsspec's "s3" (s3fs is not installed here), so that a plain s3:// URL signs through it too.
+    """
     from airflow.sdk.io import fs
+    from fsspec.registry import _registry
 
     monkeypatch.setitem(fs._BUILTIN_SCHEME_TO_FS, "signtest", lambda conn_id, options: SigningFileSystem())
     fs._register_filesystems.cache_clear()
+    monkeypatch.setitem(_registry, "s3", SigningFileSystem)
     yield
     fs._register_filesystems.cache_clear()
-
-
-def test_an_unknown_scheme_fails_clearly():
-    with pytest.raises(AirflowFailException, match=r"Cannot open nosuchfs://b/k\.pdf to sign"):
-        public_url_for("nosuchfs://b/k.pdf", timedelta(hours=1))
 
 
 @pytest.mark.whatsinfinity_emulator(fetch_media=True, typing_delay=0.0)
 @pytest.mark.parametrize("as_path", [True, False], ids=["ObjectStoragePath", "fsspec-url"])
 def test_object_storage_file_is_sent_as_a_signed_url(
-    hook, whatsinfinity_emulator, report_server, airflow_knows_signtest, as_path
+    hook, whatsinfinity_emulator, report_server, signing_stores, as_path
 ):
     from tests.conftest import KEY, SESSION
 
@@ -80,7 +91,7 @@ def test_object_storage_file_is_sent_as_a_signed_url(
     (folder / "q3.pdf").write_bytes(content)  # what the signed URL serves
     SigningFileSystem.base_url = base_url
     SigningFileSystem.signed.clear()
-    location = ObjectStoragePath("signtest://reports/q3.pdf") if as_path else "signtest://reports/q3.pdf"
+    location = ObjectStoragePath("signtest://reports/q3.pdf") if as_path else "s3://reports/q3.pdf"
     operator = WhatsInfinitySendMediaOperator(
         task_id="send", to=PHONE, url=location, caption="Q3", signed_url_expiry=timedelta(hours=2)
     )
@@ -90,7 +101,5 @@ def test_object_storage_file_is_sent_as_a_signed_url(
     assert sent["url"] == f"{base_url}/q3.pdf?X-Expires=7200&X-Signature=abc123"
     assert (sent["type"], sent["sha256"]) == ("document", hashlib.sha256(content).hexdigest())
     # The fake store keeps the protocol on the path; s3fs and gcsfs strip it. Either way, one signature.
-    assert [(p.removeprefix("signtest://"), e) for p, e in SigningFileSystem.signed] == [
-        ("reports/q3.pdf", 7200)
-    ]
+    assert [(p.split("://")[-1], e) for p, e in SigningFileSystem.signed] == [("reports/q3.pdf", 7200)]
     assert result["message_id"] == sent["messageId"]

@@ -8,9 +8,8 @@ import io
 import pytest
 
 from airflow_provider_whatsinfinity.triggers.whatsinfinity import WhatsInfinitySessionReadyTrigger
-from tests.conftest import KEY, PHONE, SESSION
+from tests.conftest import KEY, PHONE, SESSION, connection_json
 from tests.dags.conftest import EXAMPLE_DAGS, example_module, load_example, task_states
-from tests.hooks.conftest import connection_json
 
 EXAMPLES = sorted(p.stem for p in EXAMPLE_DAGS.glob("example_*.py"))
 

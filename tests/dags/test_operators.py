@@ -6,9 +6,8 @@ import json
 
 import pytest
 
-from tests.conftest import KEY, PHONE, SESSION
+from tests.conftest import KEY, PHONE, SESSION, connection_json
 from tests.dags.conftest import task_states
-from tests.hooks.conftest import connection_json
 
 OTHERS = ["447700900123", "15550109999"]
 

@@ -17,8 +17,7 @@ from airflow_provider_whatsinfinity.get_provider_info import (
     get_provider_info,
 )
 from airflow_provider_whatsinfinity.hooks.whatsinfinity import WhatsInfinityHook, base_url_of
-from tests.conftest import KEY, PHONE, SESSION
-from tests.hooks.conftest import connection_json
+from tests.conftest import KEY, PHONE, SESSION, connection_json
 
 if TYPE_CHECKING:
     from collections.abc import Callable

@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import importlib
-import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -12,12 +11,6 @@ from tests.conftest import KEY, SESSION, connection_json
 
 EXAMPLE_DAGS = Path(__file__).resolve().parents[2] / "example_dags"
 TEST_DAGS = Path(__file__).resolve().parent / "files"
-
-
-@pytest.fixture(scope="session")
-def airflow_db() -> None:
-    """A migrated metadata database (SQLite in the test session's AIRFLOW_HOME)."""
-    subprocess.run([sys.executable, "-m", "airflow", "db", "migrate"], check=True, capture_output=True)
 
 
 @pytest.fixture

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 import math
+from dataclasses import fields
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -31,8 +32,22 @@ def _non_negative(kind: type[int] | type[float], maximum: float = math.inf) -> C
     return parse
 
 
+# Numeric settings: (EmulatorConfig field, type, help). The option is the field with dashes.
+NUMERIC_OPTIONS: list[tuple[str, type[int] | type[float], str]] = [
+    ("rate_limit", int, "messages per session per rate window"),
+    ("rate_window", float, "length of a session's fixed rate window, in seconds"),
+    ("queue_max", int, "messages a disconnected session may queue before sends get 503"),
+    ("qr_ttl", float, "seconds before a QR code expires and a new one is drawn"),
+    ("typing_delay", float, "seconds a typing: true message waits before delivery"),
+    ("connect_delay", float, "seconds a linked session stays 'connecting' after a restart"),
+    ("fetch_timeout", float, "seconds allowed for one media download"),
+    ("fetch_max_bytes", int, "largest media file downloaded; larger ones fail the send with 400"),
+    ("max_body_bytes", int, "largest request body accepted; larger ones get 413"),
+]
+
+
 def build_parser() -> argparse.ArgumentParser:
-    """Return the command line parser; every option maps onto a field of :class:`EmulatorConfig`."""
+    """Return the command line parser; every setting option maps onto a field of :class:`EmulatorConfig`."""
     default = EmulatorConfig()
     parser = argparse.ArgumentParser(
         prog="whatsinfinity-emulator",
@@ -41,42 +56,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--host", default="127.0.0.1", help="interface to listen on")
     parser.add_argument("--port", type=_non_negative(int, 65535), default=8765, help="port to listen on")
-    parser.add_argument(
-        "--rate-limit",
-        type=_non_negative(int),
-        default=default.rate_limit,
-        help="messages per session per rate window",
-    )
-    parser.add_argument(
-        "--rate-window",
-        type=_non_negative(float),
-        default=default.rate_window,
-        help="length of a session's fixed rate window, in seconds",
-    )
-    parser.add_argument(
-        "--queue-max",
-        type=_non_negative(int),
-        default=default.queue_max,
-        help="messages a disconnected session may queue before sends get 503",
-    )
-    parser.add_argument(
-        "--qr-ttl",
-        type=_non_negative(float),
-        default=default.qr_ttl,
-        help="seconds before a QR code expires and a new one is drawn",
-    )
-    parser.add_argument(
-        "--typing-delay",
-        type=_non_negative(float),
-        default=default.typing_delay,
-        help="seconds a typing: true message waits before delivery",
-    )
-    parser.add_argument(
-        "--connect-delay",
-        type=_non_negative(float),
-        default=default.connect_delay,
-        help="seconds a linked session stays 'connecting' after a restart",
-    )
+    for name, kind, text in NUMERIC_OPTIONS:
+        option = "--" + name.replace("_", "-")
+        parser.add_argument(option, type=_non_negative(kind), default=getattr(default, name), help=text)
     parser.add_argument(
         "--auto-link",
         type=_non_negative(float),
@@ -90,28 +72,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="download media URLs on send, record size and sha256, 400 when they fail",
     )
     parser.add_argument(
-        "--fetch-timeout",
-        type=_non_negative(float),
-        default=default.fetch_timeout,
-        help="seconds allowed for one media download",
-    )
-    parser.add_argument(
-        "--fetch-max-bytes",
-        type=_non_negative(int),
-        default=default.fetch_max_bytes,
-        help="largest media file downloaded; larger ones fail the send with 400",
-    )
-    parser.add_argument(
         "--state-file",
         type=Path,
         default=None,
         help="keep sessions, keys and queued messages in this JSON file across restarts",
-    )
-    parser.add_argument(
-        "--max-body-bytes",
-        type=_non_negative(int),
-        default=default.max_body_bytes,
-        help="largest request body accepted; larger ones get 413",
     )
     parser.add_argument(
         "--log-level",
@@ -131,20 +95,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        config = EmulatorConfig(
-            rate_limit=args.rate_limit,
-            rate_window=args.rate_window,
-            queue_max=args.queue_max,
-            qr_ttl=args.qr_ttl,
-            typing_delay=args.typing_delay,
-            connect_delay=args.connect_delay,
-            auto_link=args.auto_link,
-            fetch_media=args.fetch_media,
-            fetch_timeout=args.fetch_timeout,
-            fetch_max_bytes=args.fetch_max_bytes,
-            state_file=args.state_file,
-            max_body_bytes=args.max_body_bytes,
-        )
+        config = EmulatorConfig(**{field.name: getattr(args, field.name) for field in fields(EmulatorConfig)})
     except ValueError as exc:
         parser.error(str(exc))
 

@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     from airflow.sdk import Context
 
     from airflow_provider_whatsinfinity.hooks.whatsinfinity import WhatsInfinityHook
+    from airflow_provider_whatsinfinity.models import SendResult
 
 #: The default alert: which DAG, task, try and run, and the exception when there is one.
 DEFAULT_MESSAGE = (
@@ -76,32 +77,37 @@ class WhatsInfinityNotifier(BaseNotifier):
 
     def notify(self, context: Context) -> None:
         """Send the rendered message to every recipient."""
-        errors: list[Exception] = []
+        outcomes: list[tuple[str | int, SendResult | Exception]] = []
         for recipient in recipients_of(self.to)[0]:
             try:
-                result = self.hook.send_text(recipient, self.message, typing=self.typing)
+                outcomes.append((recipient, self.hook.send_text(recipient, self.message, typing=self.typing)))
             except Exception as error:
-                self.log.error("WhatsApp alert to %s failed: %s", recipient, error)
-                errors.append(error)
-            else:
-                self.log.info("WhatsApp alert sent to %s (messageId %s)", result.to, result.message_id)
-        if errors:
-            raise errors[0]
+                outcomes.append((recipient, error))
+        self._report(outcomes)
 
     async def async_notify(self, context: Context) -> None:
         """Send the rendered message to every recipient, from the triggerer."""
-        errors: list[Exception] = []
+        outcomes: list[tuple[str | int, SendResult | Exception]] = []
         try:
             for recipient in recipients_of(self.to)[0]:
                 try:
                     result = await self.hook.asend_text(recipient, self.message, typing=self.typing)
+                    outcomes.append((recipient, result))
                 except Exception as error:
-                    self.log.error("WhatsApp alert to %s failed: %s", recipient, error)
-                    errors.append(error)
-                else:
-                    self.log.info("WhatsApp alert sent to %s (messageId %s)", result.to, result.message_id)
+                    outcomes.append((recipient, error))
         finally:
             await self.hook.aclose()
+        self._report(outcomes)
+
+    def _report(self, outcomes: list[tuple[str | int, SendResult | Exception]]) -> None:
+        """Log each recipient's outcome, then raise the first error, once everyone was tried."""
+        errors = []
+        for recipient, outcome in outcomes:
+            if isinstance(outcome, Exception):
+                self.log.error("WhatsApp alert to %s failed: %s", recipient, outcome)
+                errors.append(outcome)
+            else:
+                self.log.info("WhatsApp alert sent to %s (messageId %s)", outcome.to, outcome.message_id)
         if errors:
             raise errors[0]
 

@@ -335,7 +335,9 @@ class Emulator:
 
     def rate_limit_remaining(self, session: Session) -> int:
         """Messages the session may still send in its current window. :param session: It."""
-        self._roll_window(session)
+        # Reading must not start a window: a window starts with the first send counted in it.
+        if session.window_start is None or time.monotonic() - session.window_start >= self.config.rate_window:
+            return self.config.rate_limit
         return self.config.rate_limit - session.window_count
 
     def refuse_if_unsendable(self, session: Session, to: str) -> None:

@@ -55,6 +55,7 @@ class WhatsInfinitySessionReadyTrigger(BaseTrigger):
         """Check the session every ``poke_interval`` seconds and yield one event when the wait ends."""
         hook = WhatsInfinityHook(whatsinfinity_conn_id=self.whatsinfinity_conn_id)
         session: dict[str, Any] | None = None
+        last_summary = ""
         try:
             while True:
                 try:
@@ -67,8 +68,12 @@ class WhatsInfinitySessionReadyTrigger(BaseTrigger):
                         "Session check failed, trying again in %.0f s: %s", self.poke_interval, error
                     )
                 else:
+                    # One line per change, not per poll: a triggerer may hold hundreds of these.
+                    summary = status.summary()
+                    log = self.log.info if summary != last_summary else self.log.debug
+                    log("WhatsInfinity %s", summary)
+                    last_summary = summary
                     session = status.to_dict()
-                    self.log.info("WhatsInfinity %s", status.summary())
                     if status.is_ready or status.status == "disabled":
                         outcome = "ready" if status.is_ready else "disabled"
                         yield TriggerEvent({"status": outcome, "session": session, "error": None})

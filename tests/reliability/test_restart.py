@@ -52,7 +52,7 @@ def test_restart_mid_run_loses_no_queued_message(tmp_path):
         accepted: list[tuple[str, str]] = []
         unknown: list[str] = []
         refused: list[str] = []
-        halfway = threading.Event()
+        halfway, stopped = threading.Event(), threading.Event()
 
         def send_all() -> None:
             for number in range(MESSAGES):
@@ -72,12 +72,17 @@ def test_restart_mid_run_loses_no_queued_message(tmp_path):
                     break
                 if number == MESSAGES // 2:
                     halfway.set()
+                    stopped.wait(30)  # carry on only once the emulator is down, so the run spans the restart
 
-        sender = threading.Thread(target=send_all)
+        sender = threading.Thread(target=send_all, daemon=True)
         sender.start()
         assert halfway.wait(30)
         emulator.send_signal(signal.SIGTERM)
         emulator.wait(timeout=20)
+        stopped.set()
+        deadline = time.monotonic() + 10
+        while not refused and time.monotonic() < deadline:
+            time.sleep(0.02)  # the sender is knocking on a closed port
         emulator = start(port, state)
         sender.join(timeout=60)
         assert not sender.is_alive()

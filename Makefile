@@ -5,15 +5,17 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: help venv lint format types pytest test demo quickstart emulator constraints clean
+.PHONY: help venv lint format types pytest test demo quickstart emulator constraints browser bench clean
 
 help:
 	@echo "make test       lint, types and the whole test suite (builds .venv on first use)"
 	@echo "make demo       run the example DAGs in Airflow against the emulator"
 	@echo "make quickstart walk through the API doc's quick start against the emulator"
 	@echo "make emulator   run the WhatsInfinity emulator on 127.0.0.1:8765"
+	@echo "make bench      run the benchmarks in bench/ (tables + bench/results/*.json; BENCH_ARGS=--quick)"
 	@echo "make format     apply ruff's formatting and safe fixes"
 	@echo "make constraints  refresh constraints.txt from the current .venv"
+	@echo "make browser    install Debian's chromium for the ui test (if /usr/bin/chromium is missing)"
 
 venv: $(STAMP)
 
@@ -48,9 +50,25 @@ quickstart: $(STAMP)
 emulator: $(STAMP)
 	$(VENV)/bin/whatsinfinity-emulator --host 127.0.0.1 --port 8765
 
+# Benchmarks, never part of `make test`; the bench extra adds the providers they compare against.
+$(VENV)/.installed-bench: $(STAMP)
+	$(PY) -m pip install --quiet -c constraints.txt -e ".[dev,bench]"
+	@touch $@
+
+bench: $(VENV)/.installed-bench
+	$(PY) -m bench $(BENCH_ARGS)
+
 # Pins every transitive dependency, so CI and a new machine install what the suite was last run with.
-constraints: $(STAMP)
+# It freezes the venv with the bench extra installed, so that the benchmarks' pins are kept too.
+constraints: $(VENV)/.installed-bench
 	$(PY) -m pip freeze --exclude-editable | grep -v '^airflow-provider-whatsinfinity' > constraints.txt
+
+# The ui test drives Debian's chromium (Playwright never downloads a browser here). Root needs no sudo.
+browser:
+	@if [ -x /usr/bin/chromium ]; then echo "chromium: $$(/usr/bin/chromium --version)"; else \
+	  SUDO=; if [ "$$(id -u)" != 0 ]; then SUDO=sudo; command -v sudo >/dev/null || { echo "make browser: run as root or install sudo" >&2; exit 1; }; fi; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium; \
+	fi
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache build *.egg-info

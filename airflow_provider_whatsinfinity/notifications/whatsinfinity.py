@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseNotifier
@@ -12,6 +11,7 @@ from airflow_provider_whatsinfinity.operators.whatsinfinity import DEFAULT_CONN_
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
+    import jinja2
     from airflow.sdk import Context
 
     from airflow_provider_whatsinfinity.hooks.whatsinfinity import WhatsInfinityHook
@@ -67,36 +67,55 @@ class WhatsInfinityNotifier(BaseNotifier):
         self.message = message
         self.typing = typing
         self.whatsinfinity_conn_id = whatsinfinity_conn_id
+        self._templates = {name: getattr(self, name) for name in self.template_fields}
 
-    @cached_property
+    def render_template_fields(self, context: Context, jinja_env: jinja2.Environment | None = None) -> None:
+        """
+        Render the templated fields for this alert, from the templates as written.
+
+        Airflow renders in place; a notifier that lives on in one process (a DAG file imported
+        once, the triggerer's deadline alerts) would otherwise send its first alert again and again.
+
+        :param context: The callback's context.
+        :param jinja_env: The Jinja environment to render with.
+        """
+        for name, template in self._templates.items():
+            setattr(self, name, template)
+        super().render_template_fields(context, jinja_env)
+
     def hook(self) -> WhatsInfinityHook:
-        """The hook on this notifier's connection."""
+        """Return a hook on the connection this alert was rendered with."""
         from airflow_provider_whatsinfinity.hooks.whatsinfinity import WhatsInfinityHook
 
         return WhatsInfinityHook(whatsinfinity_conn_id=self.whatsinfinity_conn_id)
 
     def notify(self, context: Context) -> None:
         """Send the rendered message to every recipient."""
-        outcomes: list[tuple[str | int, SendResult | Exception]] = []
-        for recipient in recipients_of(self.to)[0]:
-            try:
-                outcomes.append((recipient, self.hook.send_text(recipient, self.message, typing=self.typing)))
-            except Exception as error:
-                outcomes.append((recipient, error))
-        self._report(outcomes)
-
-    async def async_notify(self, context: Context) -> None:
-        """Send the rendered message to every recipient, from the triggerer."""
+        hook = self.hook()
         outcomes: list[tuple[str | int, SendResult | Exception]] = []
         try:
             for recipient in recipients_of(self.to)[0]:
                 try:
-                    result = await self.hook.asend_text(recipient, self.message, typing=self.typing)
+                    outcomes.append((recipient, hook.send_text(recipient, self.message, typing=self.typing)))
+                except Exception as error:
+                    outcomes.append((recipient, error))
+        finally:
+            hook.close()
+        self._report(outcomes)
+
+    async def async_notify(self, context: Context) -> None:
+        """Send the rendered message to every recipient, from the triggerer."""
+        hook = self.hook()
+        outcomes: list[tuple[str | int, SendResult | Exception]] = []
+        try:
+            for recipient in recipients_of(self.to)[0]:
+                try:
+                    result = await hook.asend_text(recipient, self.message, typing=self.typing)
                     outcomes.append((recipient, result))
                 except Exception as error:
                     outcomes.append((recipient, error))
         finally:
-            await self.hook.aclose()
+            await hook.aclose()
         self._report(outcomes)
 
     def _report(self, outcomes: list[tuple[str | int, SendResult | Exception]]) -> None:

@@ -85,3 +85,25 @@ def test_async_notify_raises_after_trying_everyone(hook, linked):
     with pytest.raises(NotOnWhatsAppError):
         asyncio.run(notifier.async_notify(notifier.context))
     assert [m["to"] for m in linked.outbox()] == [PHONE]
+
+
+def test_a_reused_notifier_renders_each_alert_afresh(whatsinfinity_emulator, monkeypatch):
+    from tests.conftest import KEY, SESSION, connection_json
+
+    whatsinfinity_emulator.create_session(SESSION, KEY, link=True)
+    whatsinfinity_emulator.create_session("backup", "backup-key-0123456789", link=True)
+    monkeypatch.setenv("AIRFLOW_CONN_PRIMARY", connection_json(whatsinfinity_emulator.url))
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_BACKUP",
+        connection_json(whatsinfinity_emulator.url, login="backup", password="backup-key-0123456789"),
+    )
+    # One notifier object, as a DAG file imported once or a triggerer's deadline alert keeps it.
+    notifier = WhatsInfinityNotifier(
+        to="{{ oncall }}", message="{{ run_id }} failed", whatsinfinity_conn_id="{{ connection_name }}"
+    )
+    notifier(context(run_id="run_1", oncall=PHONE, connection_name="primary"))
+    notifier(context(run_id="run_2", oncall="447700900123", connection_name="backup"))
+    assert [(m["sessionId"], m["to"], m["message"]) for m in whatsinfinity_emulator.outbox()] == [
+        (SESSION, PHONE, "run_1 failed"),
+        ("backup", "447700900123", "run_2 failed"),
+    ]

@@ -39,7 +39,7 @@ def test_the_key_appears_nowhere(
     haystacks: dict[str, str] = {}
     captured = capfd.readouterr()
     haystacks["stdout and stderr"] = captured.out + captured.err
-    assert "[DAG TEST]" in haystacks["stdout and stderr"]  # the task logs were captured
+    assert "DagRun Finished" in haystacks["stdout and stderr"]  # the runs' logs were captured
 
     from airflow.models.renderedtifields import RenderedTaskInstanceFields
     from airflow.models.taskinstance import TaskInstance

@@ -126,7 +126,7 @@ class _Call(Generic[T]):
     path: str
     kind: str
     parse: Callable[[_Answer], T]
-    json: dict[str, Any] | None = None
+    json: dict[str, Any] | None = field(default=None, repr=False)  # create-session's carries the key
     authenticated: bool = True
 
 
@@ -509,7 +509,7 @@ class WhatsInfinityClient(_ClientBase):
             else:
                 try:
                     outcome = self._http.request(**self._request(step))
-                except httpx.HTTPError as exc:
+                except (httpx.HTTPError, httpx.InvalidURL) as exc:
                     outcome = exc
             try:
                 step = attempts.send(outcome)
@@ -622,7 +622,7 @@ class AsyncWhatsInfinityClient(_ClientBase):
             else:
                 try:
                     outcome = await self._http.request(**self._request(step))
-                except httpx.HTTPError as exc:
+                except (httpx.HTTPError, httpx.InvalidURL) as exc:
                     outcome = exc
             try:
                 step = attempts.send(outcome)

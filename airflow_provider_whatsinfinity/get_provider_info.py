@@ -13,6 +13,7 @@ from typing import Any
 from airflow_provider_whatsinfinity import __version__
 
 CONN_TYPE = "whatsinfinity"
+DEFAULT_CONN_ID = "whatsinfinity_default"
 HOOK_CLASS = "airflow_provider_whatsinfinity.hooks.whatsinfinity.WhatsInfinityHook"
 
 DEFAULT_TIMEOUT = 30.0

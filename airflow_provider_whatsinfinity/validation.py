@@ -10,6 +10,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
+import httpx
+
 from airflow_provider_whatsinfinity.exceptions import ValidationError
 from airflow_provider_whatsinfinity.spec import (
     DEFAULT_BASE_URL,
@@ -18,6 +20,7 @@ from airflow_provider_whatsinfinity.spec import (
     MAX_MESSAGE_LENGTH,
     MEDIA_KINDS,
     MIN_API_KEY_LENGTH,
+    PHONE_PATTERN,
     SESSION_ID_PATTERN,
     detect_media,
     valid_http_url,
@@ -57,7 +60,7 @@ def normalize_phone(number: str | int) -> str:
             f"Invalid phone number {_shown(text)}: use digits with the country code, such as 919999999999; "
             "only a leading '+', spaces, dashes, dots and parentheses may surround them"
         )
-    if not 7 <= len(digits) <= 15:
+    if not PHONE_PATTERN.fullmatch(digits):
         raise ValidationError(
             f"Invalid phone number {_shown(text)}: {len(digits)} digits, but a number with its country code "
             "has 7 to 15"
@@ -178,8 +181,16 @@ def normalize_base_url(base_url: str | None) -> str:
     url = (base_url or "").strip() or DEFAULT_BASE_URL
     if "://" not in url:
         url = f"http://{url}"
+    invalid = ValidationError(
+        f"Invalid base URL {_shown(url, 100)}: use an http(s) URL such as {DEFAULT_BASE_URL}"
+    )
     if not valid_http_url(url):
-        raise ValidationError(
-            f"Invalid base URL {_shown(url, 100)}: use an http(s) URL such as {DEFAULT_BASE_URL}"
-        )
+        raise invalid
+    try:
+        # httpx and the resolver IDNA-encode the host, which urlsplit never checks.
+        host = httpx.URL(url).host
+        if ":" not in host:  # an IPv6 literal needs no encoding
+            host.encode("idna")
+    except (httpx.InvalidURL, UnicodeError, ValueError):
+        raise invalid from None
     return url.rstrip("/")

@@ -26,7 +26,11 @@ with DAG(
     start_date=datetime(2026, 1, 1),
     catchup=False,
     params={
-        "link_with": Param("qr", enum=["qr", "pairing_code"], description="How the phone links the session"),
+        "link_with": Param(
+            "pairing_code",
+            enum=["pairing_code", "qr"],
+            description="How the phone links the session (a QR expires after 60 s)",
+        ),
         "phone_number": Param(
             "919999999999", type="string", description="The linking phone, for a pairing code"
         ),

@@ -104,4 +104,3 @@ with DAG(
     )
 
     wait >> text >> chart
-    chart_url >> chart

@@ -9,11 +9,13 @@ from urllib.parse import urlsplit, urlunsplit
 
 from airflow.sdk import BaseHook
 
+from airflow_provider_whatsinfinity._compat import mask_secret
 from airflow_provider_whatsinfinity.client import AsyncWhatsInfinityClient, RetrySettings, WhatsInfinityClient
 from airflow_provider_whatsinfinity.exceptions import ValidationError, WhatsInfinityError
 from airflow_provider_whatsinfinity.get_provider_info import (
     CONN_FIELDS,
     CONN_TYPE,
+    DEFAULT_CONN_ID,
     DEFAULT_MAX_RATE_LIMIT_WAIT,
     DEFAULT_TIMEOUT,
     UI_FIELD_BEHAVIOUR,
@@ -24,21 +26,6 @@ if TYPE_CHECKING:
     from airflow.sdk import Connection
 
     from airflow_provider_whatsinfinity.models import SendResult, SessionStatus
-
-
-def mask_secret(secret: str) -> None:
-    """
-    Register a secret with Airflow's secret masker, so that it shows as ``***`` in every log.
-
-    :param secret: The secret, such as an API key.
-    """
-    try:
-        from airflow.sdk.log import mask_secret as airflow_mask_secret
-    except ImportError:  # Airflow 3.0
-        from airflow.sdk.execution_time.secrets_masker import (  # type: ignore[no-redef]
-            mask_secret as airflow_mask_secret,
-        )
-    airflow_mask_secret(secret)
 
 
 class WhatsInfinityHook(BaseHook):
@@ -67,7 +54,7 @@ class WhatsInfinityHook(BaseHook):
     """
 
     conn_name_attr = "whatsinfinity_conn_id"
-    default_conn_name = "whatsinfinity_default"
+    default_conn_name = DEFAULT_CONN_ID
     conn_type = CONN_TYPE
     hook_name = "WhatsInfinity"
 

@@ -6,7 +6,9 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseNotifier
 
-from airflow_provider_whatsinfinity.operators.whatsinfinity import DEFAULT_CONN_ID, recipients_of
+from airflow_provider_whatsinfinity._compat import redact
+from airflow_provider_whatsinfinity.get_provider_info import DEFAULT_CONN_ID
+from airflow_provider_whatsinfinity.operators.whatsinfinity import recipients_of
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -83,6 +85,11 @@ class WhatsInfinityNotifier(BaseNotifier):
             setattr(self, name, template)
         super().render_template_fields(context, jinja_env)
 
+    def render_message(self) -> str:
+        """Return the rendered message with every secret Airflow masks replaced by ``***``."""
+        # The masker cleans logs only: an exception in the default message could carry a password.
+        return redact(self.message)
+
     def hook(self) -> WhatsInfinityHook:
         """Return a hook on the connection this alert was rendered with."""
         from airflow_provider_whatsinfinity.hooks.whatsinfinity import WhatsInfinityHook
@@ -91,12 +98,12 @@ class WhatsInfinityNotifier(BaseNotifier):
 
     def notify(self, context: Context) -> None:
         """Send the rendered message to every recipient."""
-        hook = self.hook()
+        hook, message = self.hook(), self.render_message()
         outcomes: list[tuple[str | int, SendResult | Exception]] = []
         try:
             for recipient in recipients_of(self.to)[0]:
                 try:
-                    outcomes.append((recipient, hook.send_text(recipient, self.message, typing=self.typing)))
+                    outcomes.append((recipient, hook.send_text(recipient, message, typing=self.typing)))
                 except Exception as error:
                     outcomes.append((recipient, error))
         finally:
@@ -105,12 +112,12 @@ class WhatsInfinityNotifier(BaseNotifier):
 
     async def async_notify(self, context: Context) -> None:
         """Send the rendered message to every recipient, from the triggerer."""
-        hook = self.hook()
+        hook, message = self.hook(), self.render_message()
         outcomes: list[tuple[str | int, SendResult | Exception]] = []
         try:
             for recipient in recipients_of(self.to)[0]:
                 try:
-                    result = await hook.asend_text(recipient, self.message, typing=self.typing)
+                    result = await hook.asend_text(recipient, message, typing=self.typing)
                     outcomes.append((recipient, result))
                 except Exception as error:
                     outcomes.append((recipient, error))

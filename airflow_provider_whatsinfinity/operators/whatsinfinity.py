@@ -19,16 +19,18 @@ The hook and the client are imported only when a task runs, to keep DAG parsing 
 
 from __future__ import annotations
 
+import ast
 from collections.abc import Sequence
 from datetime import timedelta
 from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from airflow.sdk import BaseOperator
-from airflow.sdk.exceptions import AirflowFailException
 
+from airflow_provider_whatsinfinity._compat import AirflowFailException
 from airflow_provider_whatsinfinity.exceptions import OutcomeUnknownError, WhatsInfinityError
+from airflow_provider_whatsinfinity.get_provider_info import DEFAULT_CONN_ID
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -38,7 +40,6 @@ if TYPE_CHECKING:
     from airflow_provider_whatsinfinity.hooks.whatsinfinity import WhatsInfinityHook
     from airflow_provider_whatsinfinity.models import SendResult
 
-DEFAULT_CONN_ID = "whatsinfinity_default"
 #: The ``task_state_store`` key under which a list send records the recipients already accepted.
 ACCEPTED_KEY = "whatsinfinity_accepted"
 #: URL schemes of object stores whose fsspec filesystems can sign URLs. Anything else that is not
@@ -69,8 +70,15 @@ def recipients_of(to: Any) -> tuple[list[str | int], bool]:
     """
     Return the recipients of a send, and whether ``to`` was a list.
 
-    :param to: One number, or a list (or tuple) of numbers; a comma-separated string also works.
+    :param to: One number, or a list (or tuple) of numbers; a comma-separated string works too, and so
+        does a list rendered to text by a template (``"['919999999999', '447700900123']"``) when the
+        DAG does not render native objects.
     """
+    if isinstance(to, str) and to.strip().startswith("["):
+        try:
+            to = ast.literal_eval(to.strip())
+        except (ValueError, SyntaxError):
+            raise AirflowFailException(f"'to' looks like a list but is not one: {to[:100]!r}") from None
     if isinstance(to, Sequence) and not isinstance(to, str):  # lists, tuples, XCom sequences
         return list(to), True
     if isinstance(to, str) and "," in to:
@@ -78,17 +86,17 @@ def recipients_of(to: Any) -> tuple[list[str | int], bool]:
     return [to], False
 
 
-def fail_fast_unless_transient(error: WhatsInfinityError) -> Exception:
+def raise_for_task(error: WhatsInfinityError) -> NoReturn:
     """
-    Return what a task should raise for an error: itself when a retry may help, else a failure.
+    Raise what a task should for an error.
+
+    That is the error itself when a retry may help, else a failure that skips Airflow's retries.
 
     :param error: The error a call raised.
     """
     if error.transient:
-        return error
-    failure = AirflowFailException(f"{type(error).__name__}: {error}")
-    failure.__cause__ = error
-    return failure
+        raise error
+    raise AirflowFailException(f"{type(error).__name__}: {error}") from error
 
 
 class WhatsInfinityBaseOperator(BaseOperator):
@@ -125,7 +133,7 @@ class WhatsInfinityBaseOperator(BaseOperator):
         try:
             return action()
         except WhatsInfinityError as error:
-            raise fail_fast_unless_transient(error) from error
+            raise_for_task(error)
 
 
 class _SendOperator(WhatsInfinityBaseOperator):
@@ -137,12 +145,26 @@ class _SendOperator(WhatsInfinityBaseOperator):
         # Not "self.dry_run": BaseOperator.dry_run() is a method that `airflow tasks test --dry-run` calls.
         self.is_dry_run = dry_run
 
+    #: What is sent, for log lines.
+    kind = "message"
+
     def send_one(self, to: str | int) -> SendResult:
         """Send this operator's message to one recipient. :param to: The recipient."""
         raise NotImplementedError
 
     def execute(self, context: Context) -> dict[str, Any] | list[dict[str, Any]]:
-        """Send to every recipient not yet accepted, and return the results for XCom."""
+        """
+        Send to every recipient that no earlier try of this task reached, and return the results.
+
+        Each recipient is marked ``pending`` in ``task_state_store`` before its request and ``sent``
+        after the answer, so that a try that died mid-send (a timeout, a lost worker) leaves a mark: a
+        later try never sends to a ``pending`` or ``unknown`` recipient again, and reports it instead.
+        Recipients the server refuses one by one (not on WhatsApp, an unknown outcome) do not stop
+        the others; the task fails at the end, with no retries. Errors that concern the whole session
+        or the service stop the list at once. After a fully successful run the record is cleared, so
+        that clearing the task sends again.
+        """
+        from airflow_provider_whatsinfinity.exceptions import NotOnWhatsAppError, ValidationError
         from airflow_provider_whatsinfinity.validation import normalize_phone
 
         recipients, many = recipients_of(self.to)
@@ -152,44 +174,69 @@ class _SendOperator(WhatsInfinityBaseOperator):
             # Check every number before sending to any: a typo in the fifth must not half-send a list.
             slots = [f"{index}:{normalize_phone(recipient)}" for index, recipient in enumerate(recipients)]
         except WhatsInfinityError as error:
-            raise fail_fast_unless_transient(error) from error
+            raise_for_task(error)
         dry_run = as_bool(self.is_dry_run, "dry_run")
         store = None if dry_run else context.get("task_state_store")
         stored = store.get(ACCEPTED_KEY) if store is not None else None
-        accepted: dict[str, Any] = dict(stored) if isinstance(stored, dict) else {}
+        record: dict[str, Any] = dict(stored) if isinstance(stored, dict) else {}
+
+        def remember(slot: str, entry: dict[str, Any] | None) -> None:
+            if store is None:
+                return
+            if entry is None:
+                record.pop(slot, None)
+            else:
+                record[slot] = entry
+            store.set(ACCEPTED_KEY, record)
+
         results: list[dict[str, Any]] = []
-        for index, (recipient, slot) in enumerate(zip(recipients, slots, strict=True)):
-            if slot in accepted:
-                self.log.info("Skipping recipient %d (%s): accepted in an earlier try", index + 1, slot)
-                results.append(accepted[slot])
+        problems: list[str] = []
+        errors: list[WhatsInfinityError] = []
+        for number, (recipient, slot) in enumerate(zip(recipients, slots, strict=True), start=1):
+            where = f"recipient {number} of {len(recipients)} ({slot.split(':', 1)[1]})"
+            earlier = record.get(slot, {})
+            if earlier.get("state") == "sent":
+                self.log.info("Skipping %s: an earlier try sent it", where)
+                results.append(earlier["result"])
                 continue
+            if earlier.get("state") in ("pending", "unknown"):
+                problems.append(f"{where}: an earlier try may have sent it (outcome unknown); not sent again")
+                continue
+            remember(slot, {"state": "pending"})
             try:
                 result = self.send_one(recipient).to_dict()
             except OutcomeUnknownError as error:
-                self.log.error(
-                    "Recipient %d of %d (%s): outcome unknown; it is not sent again, check the phone. %s",
-                    index + 1,
-                    len(recipients),
-                    slot,
-                    error,
-                )
-                raise fail_fast_unless_transient(error) from error
+                remember(slot, {"state": "unknown"})
+                problems.append(f"{where}: outcome unknown, not sent again: {error}")
+                errors.append(error)
+                continue
+            except (NotOnWhatsAppError, ValidationError) as error:
+                remember(slot, None)
+                problems.append(f"{where}: {type(error).__name__}: {error}")
+                errors.append(error)
+                continue
             except WhatsInfinityError as error:
-                if index:
-                    self.log.error("Stopped at recipient %d of %d: %s", index + 1, len(recipients), error)
-                raise fail_fast_unless_transient(error) from error
+                remember(slot, None)  # refused before it was acted on: a retry may send it
+                self.log.error("Stopped at %s: %s", where, error)
+                raise_for_task(error)
+            remember(slot, {"state": "sent", "result": result})
             self.log.info(
                 "%s %s to %s (messageId %s, requestId %s)",
                 "Validated" if result["dry_run"] else "Queued" if result["queued"] else "Delivered",
-                type(self).__name__.removeprefix("WhatsInfinitySend").removesuffix("Operator").lower(),
+                self.kind,
                 result["to"],
                 result["message_id"],
                 result["request_id"],
             )
             results.append(result)
-            if store is not None:
-                accepted[slot] = result
-                store.set(ACCEPTED_KEY, accepted)
+        if problems:
+            for problem in problems:
+                self.log.error("%s", problem)
+            raise AirflowFailException(
+                f"{len(problems)} of {len(recipients)} recipients not sent: " + "; ".join(problems)
+            ) from (errors[0] if errors else None)
+        if store is not None:
+            store.delete(ACCEPTED_KEY)  # done: clearing the task later means "send it again"
         return results if many else results[0]
 
 
@@ -216,6 +263,7 @@ class WhatsInfinitySendTextOperator(_SendOperator):
     """
 
     template_fields: Sequence[str] = ("to", "message", "typing", "is_dry_run", "whatsinfinity_conn_id")
+    kind = "text"
     template_fields_renderers = {"message": "md"}
     ui_color = "#25d366"
 
@@ -267,6 +315,7 @@ class WhatsInfinitySendMediaOperator(_SendOperator):
         "whatsinfinity_conn_id",
     )
     ui_color = "#25d366"
+    kind = "media"
 
     def __init__(
         self,
@@ -399,7 +448,7 @@ class WhatsInfinityCreateSessionOperator(WhatsInfinityBaseOperator):
             status = self.call(self.hook.check_session)
             self.log.info("Session %s already exists: %s", status.session_id, status.status)
         except WhatsInfinityError as error:
-            raise fail_fast_unless_transient(error) from error
+            raise_for_task(error)
         else:
             self.log.info("Session %s created: %s", status.session_id, status.status)
         return dict(status.to_dict())

@@ -7,10 +7,16 @@ from datetime import timedelta
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
-from airflow.sdk import BaseSensorOperator, PokeReturnValue, conf
-from airflow.sdk.exceptions import AirflowFailException, AirflowSensorTimeout
+from airflow.sdk import BaseSensorOperator, PokeReturnValue
 
+from airflow_provider_whatsinfinity._compat import (
+    AirflowFailException,
+    AirflowSensorTimeout,
+    AirflowSkipException,
+    conf,
+)
 from airflow_provider_whatsinfinity.exceptions import WhatsInfinityError
+from airflow_provider_whatsinfinity.get_provider_info import DEFAULT_CONN_ID
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -18,8 +24,6 @@ if TYPE_CHECKING:
     from airflow.sdk import Context
 
     from airflow_provider_whatsinfinity.hooks.whatsinfinity import WhatsInfinityHook
-
-DEFAULT_CONN_ID = "whatsinfinity_default"
 
 
 class WhatsInfinitySessionReadySensor(BaseSensorOperator):
@@ -79,7 +83,16 @@ class WhatsInfinitySessionReadySensor(BaseSensorOperator):
         """Wait for the session: poke in a worker, or check once and then defer to the trigger."""
         if not self.deferrable:
             return super().execute(context)
-        first = self.poke(context)
+        try:
+            first = self.poke(context)
+        except (AirflowFailException, AirflowSensorTimeout) as error:
+            # BaseSensorOperator.execute turns these into skips under soft_fail / never_fail; the
+            # first check of a deferrable sensor bypasses it, so it does the same here.
+            if self.soft_fail or getattr(self, "never_fail", False):
+                raise AirflowSkipException(
+                    f"Skipping ({'soft_fail' if self.soft_fail else 'never_fail'}): {error}"
+                ) from error
+            raise
         if first.is_done:
             return first.xcom_value
         from airflow_provider_whatsinfinity.triggers.whatsinfinity import WhatsInfinitySessionReadyTrigger

@@ -107,3 +107,14 @@ def test_a_reused_notifier_renders_each_alert_afresh(whatsinfinity_emulator, mon
         (SESSION, PHONE, "run_1 failed"),
         ("backup", "447700900123", "run_2 failed"),
     ]
+
+
+def test_secrets_the_masker_knows_never_reach_the_phone(hook, linked):
+    from airflow_provider_whatsinfinity._compat import mask_secret
+
+    mask_secret("db-password-Sup3rS3cret")
+    error = RuntimeError("could not connect to postgres://app:db-password-Sup3rS3cret@db/app")
+    WhatsInfinityNotifier(to=PHONE)(context(exception=error))
+    [sent] = linked.outbox()
+    assert "Sup3rS3cret" not in sent["message"]
+    assert "postgres://app:***@db/app" in sent["message"]

@@ -43,3 +43,17 @@ def test_provider_is_listed_by_the_airflow_cli():
     [listing] = [line for line in out.stdout.splitlines() if line.startswith("[{")]
     providers = {p["package_name"]: p for p in json.loads(listing)}
     assert providers["airflow-provider-whatsinfinity"]["version"] == "0.1.0"
+
+
+def test_deferrable_sensor_honours_soft_fail_on_its_first_check(hook, whatsinfinity_emulator):
+    import pytest
+    from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
+
+    whatsinfinity_emulator.create_session(SESSION, KEY)
+    whatsinfinity_emulator.disable(SESSION)
+    for deferrable in (False, True):
+        sensor = WhatsInfinitySessionReadySensor(task_id="wait", deferrable=deferrable, soft_fail=True)
+        with pytest.raises(AirflowSkipException, match="Skipping"):
+            sensor.execute({})
+    with pytest.raises(AirflowFailException, match="disabled"):
+        WhatsInfinitySessionReadySensor(task_id="wait", deferrable=True).execute({})

@@ -166,3 +166,31 @@ def test_deferrable_sensor_times_out_when_the_session_never_links(
     run = load_test_dag("wi_test_sensor_deferrable_timeout").test()
     assert task_states(run) == {"wait": "failed"}
     assert len(whatsinfinity_emulator.requests(f"/check-session/{SESSION}")) >= 3
+
+
+def test_a_recipient_whose_send_was_in_flight_when_the_try_died_is_never_sent_again(airflow_env):
+    # The try times out (execution_timeout 2 s) while the server is still handling the second send.
+    airflow_env.add_fault("/send", "delay", seconds=3, times=1, bodyContains=OTHERS[0])
+    run = load_test_dag("wi_test_inflight").test()
+    assert task_states(run) == {"send": "failed"}
+    assert tries_of(run) == 2
+    import time
+
+    time.sleep(1.5)  # let the delayed request finish in the emulator
+    outbox = [m["to"] for m in airflow_env.outbox()]
+    assert sorted(outbox) == sorted([PHONE, *OTHERS])  # each once: the retry skipped the one in flight
+    assert len(outbox) == 3
+
+
+def test_one_refused_recipient_does_not_stop_the_others(airflow_env):
+    airflow_env.mark_unregistered(OTHERS[0])
+    run = load_test_dag("wi_test_list_send").test(run_conf={"to": [PHONE, *OTHERS]})
+    assert task_states(run) == {"send": "failed"}
+    assert tries_of(run) == 1  # a number not on WhatsApp will not be on it on a retry either
+    assert [m["to"] for m in airflow_env.outbox()] == [PHONE, OTHERS[1]]
+
+
+def test_a_list_rendered_to_text_is_read_back(airflow_env):
+    run = load_test_dag("wi_test_rendered_list").test(run_conf={"to": [PHONE, OTHERS[0]]})
+    assert str(run.state) == "success", task_states(run)
+    assert [m["to"] for m in airflow_env.outbox()] == [PHONE, OTHERS[0]]

@@ -140,3 +140,17 @@ def test_invalid_connections(whatsinfinity_emulator, monkeypatch, connection, hi
     with pytest.raises(ValidationError, match=hint):
         WhatsInfinityHook("broken").check_session()
     assert whatsinfinity_emulator.requests() == []
+
+
+@pytest.mark.parametrize("url", ["http://xn--a.com", "http://a..b.com:80", "http://exämple..com"])
+def test_base_urls_httpx_cannot_use_are_refused_up_front(url):
+    with pytest.raises(ValidationError, match="Invalid base URL"):
+        WhatsInfinityClient(session_id=SESSION, api_key=KEY, base_url=url)
+
+
+def test_a_call_never_shows_the_key_in_its_repr():
+    client = WhatsInfinityClient(
+        session_id=SESSION, api_key="super-secret-key-123456", base_url="http://x.example"
+    )
+    assert "super-secret-key-123456" not in repr(client._create_session())
+    assert "super-secret-key-123456" not in repr(client)

@@ -71,3 +71,23 @@ with DAG(dag_id="wi_test_sensor_reschedule", **COMMON):
 
 with DAG(dag_id="wi_test_sensor_deferrable_timeout", **COMMON):
     WhatsInfinitySessionReadySensor(task_id="wait", deferrable=True, poke_interval=0.2, timeout=1)
+
+with DAG(dag_id="wi_test_inflight", **COMMON):
+    WhatsInfinitySendTextOperator(
+        task_id="send",
+        to=["919999999999", "447700900123", "15550109999"],
+        message="in flight",
+        execution_timeout=timedelta(seconds=2),
+        retries=1,
+        retry_delay=timedelta(seconds=0),
+    )
+
+with DAG(
+    dag_id="wi_test_rendered_list",
+    params={"to": Param(["919999999999"], type="array")},
+    schedule=None,
+    start_date=START,
+    catchup=False,
+):
+    # Without render_template_as_native_obj the list renders to its text: the operator reads it back.
+    WhatsInfinitySendTextOperator(task_id="send", to="{{ params.to }}", message="text-rendered list")

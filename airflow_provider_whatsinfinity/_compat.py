@@ -1,0 +1,64 @@
+"""
+Imports that moved between Airflow 3 releases, in one place.
+
+The provider is tested on Airflow 3.3; these fallbacks keep its modules importable on 3.0 to 3.2,
+where ``airflow.sdk`` did not yet carry everything it does now.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+try:
+    from airflow.sdk.exceptions import AirflowFailException, AirflowSensorTimeout, AirflowSkipException
+except ImportError:  # Airflow < 3.1
+    from airflow.exceptions import (  # type: ignore[no-redef]
+        AirflowFailException,
+        AirflowSensorTimeout,
+        AirflowSkipException,
+    )
+
+try:
+    from airflow.sdk import conf
+except ImportError:  # Airflow < 3.2
+    from airflow.configuration import conf  # type: ignore[assignment]
+
+try:
+    from airflow.sdk._shared.secrets_masker import redact as _redact
+except ImportError:  # Airflow < 3.2
+    from airflow.sdk.execution_time.secrets_masker import redact as _redact  # type: ignore[no-redef]
+
+try:
+    from airflow.sdk.log import mask_secret as _mask_secret
+except ImportError:  # Airflow < 3.1
+    from airflow.sdk.execution_time.secrets_masker import mask_secret as _mask_secret  # type: ignore[no-redef]
+
+__all__ = [
+    "AirflowFailException",
+    "AirflowSensorTimeout",
+    "AirflowSkipException",
+    "conf",
+    "mask_secret",
+    "redact",
+]
+
+
+def mask_secret(secret: str) -> None:
+    """
+    Register a secret with Airflow's secret masker, so that it shows as ``***`` in every log.
+
+    :param secret: The secret, such as an API key.
+    """
+    _mask_secret(secret)
+
+
+def redact(text: str) -> str:
+    """
+    Return text with every secret the masker knows replaced by ``***``.
+
+    Logs are masked by Airflow; text that leaves Airflow, such as an alert sent to a phone, is not.
+
+    :param text: The text to clean.
+    """
+    cleaned: Any = _redact(text)
+    return str(cleaned)

@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: help venv lint format types pytest test demo quickstart emulator constraints browser bench clean
+.PHONY: help venv lint format types pytest test demo quickstart emulator constraints browser tools bench clean
 
 help:
 	@echo "make test       lint, types and the whole test suite (builds .venv on first use)"
@@ -15,7 +15,7 @@ help:
 	@echo "make bench      run the benchmarks in bench/ (tables + bench/results/*.json; BENCH_ARGS=--quick)"
 	@echo "make format     apply ruff's formatting and safe fixes"
 	@echo "make constraints  refresh constraints.txt from the current .venv"
-	@echo "make browser    install Debian's chromium for the ui test (if /usr/bin/chromium is missing)"
+	@echo "make tools      install Debian's chromium (ui test) and php (the doc's PHP examples) if missing"
 
 venv: $(STAMP)
 
@@ -59,11 +59,14 @@ bench: $(STAMP)
 constraints: $(STAMP)
 	$(PY) -m pip freeze --exclude-editable | grep -v '^airflow-provider-whatsinfinity' > constraints.txt
 
-# The ui test drives Debian's chromium (Playwright never downloads a browser here). Root needs no sudo.
-browser:
-	@if [ -x /usr/bin/chromium ]; then echo "chromium: $$(/usr/bin/chromium --version)"; else \
-	  SUDO=; if [ "$$(id -u)" != 0 ]; then SUDO=sudo; command -v sudo >/dev/null || { echo "make browser: run as root or install sudo" >&2; exit 1; }; fi; \
-	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium; \
+# Debian packages some tests drive: chromium for the ui test (Playwright never downloads a browser
+# here), and php for the API doc's PHP examples. Root needs no sudo.
+APT_PACKAGES := chromium php-cli php-curl
+browser tools:
+	@missing=""; for pkg in $(APT_PACKAGES); do dpkg -s $$pkg >/dev/null 2>&1 || missing="$$missing $$pkg"; done; \
+	if [ -z "$$missing" ]; then echo "installed: $(APT_PACKAGES)"; else \
+	  SUDO=; if [ "$$(id -u)" != 0 ]; then SUDO=sudo; command -v sudo >/dev/null || { echo "make tools: run as root or install sudo" >&2; exit 1; }; fi; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing; \
 	fi
 
 clean:

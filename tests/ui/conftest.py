@@ -46,8 +46,8 @@ def _require_chromium() -> None:
     if CHROMIUM.exists():
         return
     if os.environ.get("CI"):
-        pytest.fail(f"{CHROMIUM} is missing under CI: `make browser` (in .ci/run) should have installed it")
-    pytest.skip(f"{CHROMIUM} is missing: run `make browser` to install Debian's chromium for the ui tests")
+        pytest.fail(f"{CHROMIUM} is missing under CI: `make tools` (in .ci/run) should have installed it")
+    pytest.skip(f"{CHROMIUM} is missing: run `make tools` to install Debian's chromium for the ui tests")
 
 
 @pytest.fixture(scope="module")

@@ -128,6 +128,19 @@ class WhatsInfinityBaseOperator(BaseOperator):
 
         return WhatsInfinityHook(whatsinfinity_conn_id=self.whatsinfinity_conn_id, **self.hook_params)
 
+    def execute(self, context: Context) -> Any:
+        """Run the operator's work, then close the hook's connection pool, whatever happened."""
+        try:
+            return self.run(context)
+        finally:
+            if "hook" in self.__dict__:
+                self.hook.close()
+                del self.__dict__["hook"]
+
+    def run(self, context: Context) -> Any:
+        """Do the operator's work; subclasses implement this instead of ``execute``."""
+        raise NotImplementedError
+
     def call(self, action: Callable[[], Any]) -> Any:
         """Run a hook call, failing the task at once on errors that retries cannot fix."""
         try:
@@ -152,7 +165,7 @@ class _SendOperator(WhatsInfinityBaseOperator):
         """Send this operator's message to one recipient. :param to: The recipient."""
         raise NotImplementedError
 
-    def execute(self, context: Context) -> dict[str, Any] | list[dict[str, Any]]:
+    def run(self, context: Context) -> dict[str, Any] | list[dict[str, Any]]:
         """
         Send to every recipient that no earlier try of this task reached, and return the results.
 
@@ -408,7 +421,7 @@ class WhatsInfinityRestartSessionOperator(WhatsInfinityBaseOperator):
         super().__init__(**kwargs)
         self.wipe = wipe
 
-    def execute(self, context: Context) -> dict[str, Any]:
+    def run(self, context: Context) -> dict[str, Any]:
         """Restart the session."""
         wipe = as_bool(self.wipe, "wipe")
         status = self.call(lambda: self.hook.restart_session(wipe=wipe))
@@ -433,7 +446,7 @@ class WhatsInfinityCreateSessionOperator(WhatsInfinityBaseOperator):
         super().__init__(**kwargs)
         self.ignore_existing = ignore_existing
 
-    def execute(self, context: Context) -> dict[str, Any]:
+    def run(self, context: Context) -> dict[str, Any]:
         """Create the session."""
         from airflow_provider_whatsinfinity.exceptions import ConflictError
 
@@ -469,7 +482,7 @@ class WhatsInfinityPairingCodeOperator(WhatsInfinityBaseOperator):
         super().__init__(**kwargs)
         self.phone_number = phone_number
 
-    def execute(self, context: Context) -> str:
+    def run(self, context: Context) -> str:
         """Request the pairing code."""
         code: str = self.call(lambda: self.hook.request_pairing_code(self.phone_number))
         self.log.info("Pairing code: %s (WhatsApp > Linked devices > Link with phone number)", code)
@@ -491,7 +504,7 @@ class WhatsInfinityQrCodeOperator(WhatsInfinityBaseOperator):
         super().__init__(**kwargs)
         self.output_path = output_path
 
-    def execute(self, context: Context) -> str:
+    def run(self, context: Context) -> str:
         """Write the QR code."""
         png: bytes = self.call(self.hook.get_qr)
         path = Path(self.output_path).expanduser()
@@ -510,7 +523,7 @@ class WhatsInfinityDeleteSessionOperator(WhatsInfinityBaseOperator):
     :param whatsinfinity_conn_id: The WhatsInfinity connection to use. Templated.
     """
 
-    def execute(self, context: Context) -> None:
+    def run(self, context: Context) -> None:
         """Delete the session."""
         self.call(self.hook.delete_session)
         self.log.info("Session of connection %s deleted", self.whatsinfinity_conn_id)
@@ -535,7 +548,7 @@ class WhatsInfinityRotateKeyOperator(WhatsInfinityBaseOperator):
             raise TypeError("store_new_key must be a callable taking (new_key, context)")
         self.store_new_key = store_new_key
 
-    def execute(self, context: Context) -> None:
+    def run(self, context: Context) -> None:
         """Rotate the key and store it."""
         new_key: str = self.call(self.hook.rotate_key)
         try:

@@ -66,3 +66,14 @@ def test_a_retry_skips_what_was_sent_and_reports_what_may_have_been(hook, linked
         send(store, [PHONE, OTHER, "15550109999"])
     assert "1 of 3 recipients not sent" in str(raised.value)
     assert [m["to"] for m in linked.outbox()] == ["15550109999"]
+
+
+def test_an_operator_closes_its_connection_pool_when_done(hook, linked):
+    operator = WhatsInfinitySendTextOperator(task_id="send", to=PHONE, message="hi")
+    operator.execute({})
+    assert "hook" not in operator.__dict__  # the hook and its client's pool were closed and dropped
+    linked.mark_unregistered(OTHER)
+    failing = WhatsInfinitySendTextOperator(task_id="send", to=OTHER, message="hi")
+    with pytest.raises(AirflowFailException):
+        failing.execute({})
+    assert "hook" not in failing.__dict__

@@ -47,7 +47,7 @@ from airflow_provider_whatsinfinity.exceptions import (
     ValidationError,
     WhatsInfinityError,
 )
-from airflow_provider_whatsinfinity.models import SendResult, SessionStatus
+from airflow_provider_whatsinfinity.models import SendResult, SessionStatus, text_or_none
 from airflow_provider_whatsinfinity.validation import (
     check_api_key,
     check_file_name,
@@ -185,6 +185,15 @@ class _ClientBase:
     def __repr__(self) -> str:
         return f"{type(self).__name__}(base_url={self.base_url!r}, session_id={self.session_id!r})"
 
+    def _client_options(self) -> dict[str, Any]:
+        """Return what both httpx clients are built with: one SSL context for all, this client's timeout."""
+        return {
+            "headers": HEADERS,
+            "verify": ssl_context(),
+            "timeout": httpx.Timeout(self.timeout, connect=min(self.timeout, 10.0)),
+            "transport": self._transport,
+        }
+
     def _request(self, call: _Call[Any]) -> dict[str, Any]:
         """
         Return the arguments of ``httpx.Client.request`` for a call.
@@ -197,7 +206,6 @@ class _ClientBase:
             "url": self.base_url + call.path,
             "json": call.json,
             "headers": {"x-api-key": self._api_key} if call.authenticated else None,
-            "timeout": httpx.Timeout(self.timeout, connect=min(self.timeout, 10.0)),
         }
 
     # The calls ---------------------------------------------------------------------------------
@@ -387,8 +395,8 @@ class _ClientBase:
             snippet = response.text[:200].strip() or "an empty body"
             error_text, details = None, f"unreadable answer: {snippet}"
         else:
-            error_text = _str_or_none(body.get("error"))
-            details = _str_or_none(body.get("details"))
+            error_text = text_or_none(body.get("error"))
+            details = text_or_none(body.get("details"))
         said = ": ".join(part for part in (error_text, details) if part) or response.reason_phrase
         message = f"{call.name} failed with HTTP {status}: {said}"
         fields: dict[str, Any] = {
@@ -440,10 +448,6 @@ ERRORS_BY_STATUS: dict[int, type[WhatsInfinityError]] = {
 }
 
 
-def _str_or_none(value: Any) -> str | None:
-    return None if value is None else str(value)
-
-
 def _retry_after(body: dict[str, Any] | None, response: httpx.Response) -> float | None:
     for value in ((body or {}).get("retryAfter"), response.headers.get("retry-after")):
         try:
@@ -485,7 +489,7 @@ class WhatsInfinityClient(_ClientBase):
 
     @cached_property
     def _http(self) -> httpx.Client:
-        return httpx.Client(headers=HEADERS, verify=ssl_context(), transport=self._transport)
+        return httpx.Client(**self._client_options())
 
     def close(self) -> None:
         """Close the connection pool."""
@@ -598,7 +602,7 @@ class AsyncWhatsInfinityClient(_ClientBase):
 
     @cached_property
     def _http(self) -> httpx.AsyncClient:
-        return httpx.AsyncClient(headers=HEADERS, verify=ssl_context(), transport=self._transport)
+        return httpx.AsyncClient(**self._client_options())
 
     async def aclose(self) -> None:
         """Close the connection pool."""

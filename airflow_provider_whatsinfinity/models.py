@@ -21,7 +21,8 @@ def _int_or_none(value: Any) -> int | None:
     return None
 
 
-def _str_or_none(value: Any) -> str | None:
+def text_or_none(value: Any) -> str | None:
+    """Return a field of an answer as text, or ``None`` when it is missing or empty. :param value: It."""
     return None if value is None or value == "" else str(value)
 
 
@@ -69,8 +70,8 @@ class SessionStatus:
             has_qr=has_qr if isinstance(has_qr, bool) else status == "qr",
             queue_size=_int_or_none(data.get("queueSize")),
             rate_limit_remaining=_int_or_none(data.get("rateLimitRemaining")),
-            last_active_at=_str_or_none(data.get("lastActiveAt")),
-            warning=_str_or_none(data.get("warning")),
+            last_active_at=text_or_none(data.get("lastActiveAt")),
+            warning=text_or_none(data.get("warning")),
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -118,7 +119,7 @@ class SendResult:
         """
         payload = data.get("payload")
         return cls(
-            message_id=_str_or_none(data.get("messageId") or data.get("id")),
+            message_id=text_or_none(data.get("messageId") or data.get("id")),
             queued=bool(data.get("queued", False)),
             dry_run=bool(data.get("dryRun", False)),
             request_id=request_id,

@@ -11,12 +11,20 @@ Retries never send a message twice:
 
 - 429: wait ``retryAfter`` (plus a little jitter) while the total wait stays within
   ``max_rate_limit_wait``, then raise :class:`RateLimitedError`.
-- A request that never left (connect error, connect or pool timeout), a 503, and on read-only calls
-  (check-session, QR, all-sessions, dry runs) any 5xx or timeout: exponential backoff with full
-  jitter, at most ``max_attempts`` attempts and no new attempt after ``retry_deadline`` seconds.
-- A call that changes something and may have reached the server (read timeout, dropped connection,
-  5xx other than 503) is never retried: :class:`OutcomeUnknownError`.
+- A request that never left (connect error, connect or pool timeout, a proxy refusing the
+  connection), the API's own "queue full" answer (a 503 to ``/send`` with the API's JSON error body),
+  and on read-only calls (check-session, QR, all-sessions, dry runs) any 5xx or timeout: exponential
+  backoff with full jitter, at most ``max_attempts`` attempts and no new attempt after
+  ``retry_deadline`` seconds.
+- A call that changes something and may have reached the server is never retried:
+  :class:`OutcomeUnknownError`. That is a read timeout, a dropped connection, any 5xx other than the
+  API's queue-full answer (a proxy's plain-text 503 can come after the service accepted the message),
+  and any unexpected error once the request was handed to the network.
+- A request that could not be built or was refused by the HTTP library before it left (a header or
+  body it cannot encode) is a :class:`ValidationError`: nothing was sent.
 - 400, 401, 404, 409, 422: never retried.
+
+Errors and log lines never show the API key or a URL's user name and password.
 """
 
 from __future__ import annotations
@@ -24,6 +32,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import math
 import random
 import time
 from dataclasses import dataclass, field
@@ -52,11 +61,13 @@ from airflow_provider_whatsinfinity.validation import (
     check_api_key,
     check_file_name,
     check_message,
+    check_number,
     check_optional_text,
     check_session_id,
     check_url,
     normalize_base_url,
     normalize_phone,
+    redact_url,
     resolve_media_type,
 )
 
@@ -74,8 +85,9 @@ T = TypeVar("T")
 READ = "read"
 CHANGE = "change"
 
-# Errors where the request certainly never reached the server.
-NEVER_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
+# Errors where the request certainly never reached the server. A ProxyError is a proxy's refusal to
+# open the tunnel; nothing was forwarded.
+NEVER_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.ProxyError)
 USER_AGENT = f"airflow-provider-whatsinfinity/{__version__}"
 HEADERS = {"user-agent": USER_AGENT, "accept": "application/json"}
 
@@ -110,11 +122,11 @@ class RetrySettings:
     max_rate_limit_wait: float = 120.0
 
     def __post_init__(self) -> None:
-        if self.max_attempts < 1:
-            raise ValidationError(f"max_attempts must be at least 1, got {self.max_attempts}")
+        attempts = self.max_attempts
+        if isinstance(attempts, bool) or not isinstance(attempts, int) or attempts < 1:
+            raise ValidationError(f"max_attempts must be a whole number of at least 1, got {attempts!r}")
         for name in ("backoff_base", "backoff_max", "retry_deadline", "max_rate_limit_wait"):
-            if getattr(self, name) < 0:
-                raise ValidationError(f"{name} must not be negative, got {getattr(self, name)}")
+            check_number(getattr(self, name), name)
 
 
 @dataclass(frozen=True)
@@ -176,14 +188,25 @@ class _ClientBase:
         self.session_id = check_session_id(session_id)
         self._api_key = check_api_key(api_key)
         self.base_url = normalize_base_url(base_url)
-        if not timeout or timeout <= 0:
-            raise ValidationError(f"timeout must be a positive number of seconds, got {timeout!r}")
-        self.timeout = float(timeout)
+        self.timeout = check_number(timeout, "timeout", positive=True)
         self.retry = retry or RetrySettings()
         self._transport = transport
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}(base_url={self.base_url!r}, session_id={self.session_id!r})"
+        return f"{type(self).__name__}(base_url={self.shown_url!r}, session_id={self.session_id!r})"
+
+    @property
+    def shown_url(self) -> str:
+        """The base URL as errors and logs show it, without any user name or password."""
+        return redact_url(self.base_url)
+
+    def use_key(self, api_key: str) -> None:
+        """
+        Send ``api_key`` with every request from now on, as after a key rotation done elsewhere.
+
+        :param api_key: The session's new API key.
+        """
+        self._api_key = check_api_key(api_key)
 
     def _client_options(self) -> dict[str, Any]:
         """Return what both httpx clients are built with: one SSL context for all, this client's timeout."""
@@ -194,19 +217,30 @@ class _ClientBase:
             "transport": self._transport,
         }
 
-    def _request(self, call: _Call[Any]) -> dict[str, Any]:
+    def _build(self, http: httpx.Client | httpx.AsyncClient, call: _Call[Any]) -> httpx.Request:
         """
-        Return the arguments of ``httpx.Client.request`` for a call.
+        Build a call's request, encoded and ready to go; nothing has left when this raises.
 
         The key goes with each request rather than with the pool: after ``rotate_key()`` the next request
         carries the new one.
         """
-        return {
-            "method": call.method,
-            "url": self.base_url + call.path,
-            "json": call.json,
-            "headers": {"x-api-key": self._api_key} if call.authenticated else None,
-        }
+        try:
+            return http.build_request(
+                call.method,
+                self.base_url + call.path,
+                json=call.json,
+                headers={"x-api-key": self._api_key} if call.authenticated else None,
+            )
+        except (httpx.InvalidURL, httpx.UnsupportedProtocol) as exc:
+            raise ValidationError(
+                f"{call.name}: invalid base URL {self.shown_url!r} ({type(exc).__name__}); nothing was sent"
+            ) from None
+        except Exception as exc:
+            # Never the exception's text: it may quote the header value that could not be encoded.
+            raise ValidationError(
+                f"{call.name}: the request could not be encoded ({type(exc).__name__}); check the "
+                "connection's API key and base URL and the message's text; nothing was sent"
+            ) from None
 
     # The calls ---------------------------------------------------------------------------------
 
@@ -411,10 +445,12 @@ class _ClientBase:
             return cls(f"{call.name}: the server answered HTTP {status} with {details}", **fields)
         if status == 429:
             return RateLimitedError(message, retry_after=_retry_after(body, response), **fields)
-        if status == 503 and call.path == "/send":
+        if status == 503 and call.path == "/send" and _is_api_error(body):
+            # The API's own answer: the queue is full and the message was not taken.
             return QueueFullError(message, **fields)
         if status >= 500:
-            if call.kind == CHANGE and status != 503:
+            if call.kind == CHANGE:
+                # A proxy's 502/503/504 can come after the service acted: never retried.
                 return OutcomeUnknownError(
                     f"{message}. The call may or may not have taken effect, so it was not retried",
                     **fields,
@@ -424,13 +460,23 @@ class _ClientBase:
         return cls(message, **fields)
 
     def _transport_error(self, call: _Call[Any], exc: Exception | None) -> WhatsInfinityError:
-        reason = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+        """Map what the network layer raised for a request that was handed to it."""
+        # Whatever the transport said, the key never goes into an error: some errors quote headers.
+        reason = _reason(exc).replace(self._api_key, "***")
         if isinstance(exc, httpx.UnsupportedProtocol | httpx.InvalidURL):
-            return ValidationError(f"{call.name}: invalid base URL {self.base_url!r}: {reason}")
+            return ValidationError(f"{call.name}: invalid base URL {self.shown_url!r}: {reason}")
+        if isinstance(exc, httpx.LocalProtocolError):
+            # h11 refused to write the request (an illegal header value, say): nothing left. Its text
+            # quotes the header, which may be the key, so only the type is shown.
+            return ValidationError(
+                f"{call.name}: the HTTP library refused to send the request (LocalProtocolError): a header "
+                "or the URL holds characters HTTP does not allow; check the connection's API key and "
+                "base URL; nothing was sent"
+            )
         if isinstance(exc, NEVER_SENT):
-            return ServiceUnreachableError(f"{call.name}: could not reach {self.base_url}: {reason}")
+            return ServiceUnreachableError(f"{call.name}: could not reach {self.shown_url}: {reason}")
         if call.kind == READ:
-            return ServiceUnreachableError(f"{call.name}: no answer from {self.base_url}: {reason}")
+            return ServiceUnreachableError(f"{call.name}: no answer from {self.shown_url}: {reason}")
         return OutcomeUnknownError(
             f"{call.name}: the request was sent but its answer was lost ({reason}); it may or may not have "
             "taken effect, so it was not retried"
@@ -448,10 +494,27 @@ ERRORS_BY_STATUS: dict[int, type[WhatsInfinityError]] = {
 }
 
 
+def _is_api_error(body: dict[str, Any] | None) -> bool:
+    """Whether an answer's body is the API's own error shape (``success: false`` and an ``error``)."""
+    return body is not None and body.get("success") is False and isinstance(body.get("error"), str)
+
+
+def _reason(exc: BaseException | None) -> str:
+    """Name what a transport raised, its text redacted of any URL's user name and password."""
+    if exc is None:
+        return "no answer"
+    text = str(exc)
+    if isinstance(exc, httpx.HTTPError) and text:
+        text = " ".join(redact_url(word) if "@" in word else word for word in text.split(" "))
+        return f"{type(exc).__name__}: {text[:300]}"
+    # Anything else (a RuntimeError from a closed event loop, say) is named by its type only.
+    return type(exc).__name__
+
+
 def _retry_after(body: dict[str, Any] | None, response: httpx.Response) -> float | None:
     for value in ((body or {}).get("retryAfter"), response.headers.get("retry-after")):
         try:
-            if value is not None and not isinstance(value, bool):
+            if value is not None and not isinstance(value, bool) and math.isfinite(float(value)):
                 return max(float(value), 0.0)
         except (TypeError, ValueError):
             continue
@@ -503,7 +566,7 @@ class WhatsInfinityClient(_ClientBase):
     def __exit__(self, *exc_info: object) -> None:
         self.close()
 
-    def _run(self, call: _Call[T]) -> T:
+    def _run(self, call: _Call[T], before_send: Callable[[], None] | None = None) -> T:
         attempts = self._attempts(call)
         step = next(attempts)
         while True:
@@ -511,9 +574,13 @@ class WhatsInfinityClient(_ClientBase):
             if isinstance(step, _Sleep):
                 time.sleep(step.seconds)
             else:
+                request = self._build(self._http, step)
+                if before_send is not None:
+                    before_send()
+                    before_send = None
                 try:
-                    outcome = self._http.request(**self._request(step))
-                except (httpx.HTTPError, httpx.InvalidURL) as exc:
+                    outcome = self._http.send(request)
+                except Exception as exc:  # the request may have left: _attempts decides what it means
                     outcome = exc
             try:
                 step = attempts.send(outcome)
@@ -561,7 +628,13 @@ class WhatsInfinityClient(_ClientBase):
         return self._run(self._rotate_key())
 
     def send_text(
-        self, to: str | int, message: str, *, typing: bool = False, dry_run: bool = False
+        self,
+        to: str | int,
+        message: str,
+        *,
+        typing: bool = False,
+        dry_run: bool = False,
+        before_send: Callable[[], None] | None = None,
     ) -> SendResult:
         """
         Send a text message.
@@ -570,8 +643,11 @@ class WhatsInfinityClient(_ClientBase):
         :param message: The text, at most 65000 characters.
         :param typing: Show a typing indicator briefly before the message.
         :param dry_run: Only validate the message; nothing is sent.
+        :param before_send: Called once, right before the request goes on the wire, after everything
+            that can fail locally (validation, encoding) has succeeded. Whatever raises before it means
+            nothing was sent; a list send records the recipient as pending there.
         """
-        return self._run(self._send_text(to, message, typing, dry_run))
+        return self._run(self._send_text(to, message, typing, dry_run), before_send)
 
     def send_media(
         self,
@@ -582,6 +658,7 @@ class WhatsInfinityClient(_ClientBase):
         caption: str | None = None,
         file_name: str | None = None,
         dry_run: bool = False,
+        before_send: Callable[[], None] | None = None,
     ) -> SendResult:
         """
         Send an image, video, audio file or document from a public URL.
@@ -593,22 +670,38 @@ class WhatsInfinityClient(_ClientBase):
         :param caption: Caption for images, videos and documents.
         :param file_name: File name shown for a document, such as ``invoice.pdf``.
         :param dry_run: Only validate the message; nothing is sent.
+        :param before_send: Called once, right before the request goes on the wire, after everything
+            that can fail locally (validation, encoding) has succeeded.
         """
-        return self._run(self._send_media(to, url, media_type, caption, file_name, dry_run))
+        return self._run(self._send_media(to, url, media_type, caption, file_name, dry_run), before_send)
 
 
 class AsyncWhatsInfinityClient(_ClientBase):
-    """The asyncio twin of :class:`WhatsInfinityClient`, reusing one pooled ``httpx.AsyncClient``."""
+    """
+    The asyncio twin of :class:`WhatsInfinityClient`, reusing one pooled ``httpx.AsyncClient`` per loop.
 
-    @cached_property
+    A pool belongs to the event loop it was opened on. Used from another loop (a second
+    ``asyncio.run``), the client opens a new pool there instead of failing after the request left.
+    """
+
+    _pool: httpx.AsyncClient | None = None
+    _pool_loop: asyncio.AbstractEventLoop | None = None
+
+    @property
     def _http(self) -> httpx.AsyncClient:
-        return httpx.AsyncClient(**self._client_options())
+        loop = asyncio.get_running_loop()
+        if self._pool is None or self._pool_loop is not loop:
+            # The old pool's connections died with their loop; it cannot even be closed from this one.
+            self._pool = httpx.AsyncClient(**self._client_options())
+            self._pool_loop = loop
+        return self._pool
 
     async def aclose(self) -> None:
-        """Close the connection pool."""
-        if "_http" in self.__dict__:
-            await self._http.aclose()
-            del self.__dict__["_http"]
+        """Close the connection pool (when it was opened on the running loop; else just forget it)."""
+        pool, loop = self._pool, self._pool_loop
+        self._pool = self._pool_loop = None
+        if pool is not None and loop is asyncio.get_running_loop():
+            await pool.aclose()
 
     async def __aenter__(self) -> Self:
         return self
@@ -616,7 +709,7 @@ class AsyncWhatsInfinityClient(_ClientBase):
     async def __aexit__(self, *exc_info: object) -> None:
         await self.aclose()
 
-    async def _run(self, call: _Call[T]) -> T:
+    async def _run(self, call: _Call[T], before_send: Callable[[], None] | None = None) -> T:
         attempts = self._attempts(call)
         step = next(attempts)
         while True:
@@ -624,9 +717,14 @@ class AsyncWhatsInfinityClient(_ClientBase):
             if isinstance(step, _Sleep):
                 await asyncio.sleep(step.seconds)
             else:
+                http = self._http
+                request = self._build(http, step)
+                if before_send is not None:
+                    before_send()
+                    before_send = None
                 try:
-                    outcome = await self._http.request(**self._request(step))
-                except (httpx.HTTPError, httpx.InvalidURL) as exc:
+                    outcome = await http.send(request)
+                except Exception as exc:  # the request may have left: _attempts decides what it means
                     outcome = exc
             try:
                 step = attempts.send(outcome)
@@ -674,7 +772,13 @@ class AsyncWhatsInfinityClient(_ClientBase):
         return await self._run(self._rotate_key())
 
     async def send_text(
-        self, to: str | int, message: str, *, typing: bool = False, dry_run: bool = False
+        self,
+        to: str | int,
+        message: str,
+        *,
+        typing: bool = False,
+        dry_run: bool = False,
+        before_send: Callable[[], None] | None = None,
     ) -> SendResult:
         """
         Send a text message.
@@ -683,8 +787,9 @@ class AsyncWhatsInfinityClient(_ClientBase):
         :param message: The text, at most 65000 characters.
         :param typing: Show a typing indicator briefly before the message.
         :param dry_run: Only validate the message; nothing is sent.
+        :param before_send: Called once, right before the request goes on the wire.
         """
-        return await self._run(self._send_text(to, message, typing, dry_run))
+        return await self._run(self._send_text(to, message, typing, dry_run), before_send)
 
     async def send_media(
         self,
@@ -695,6 +800,7 @@ class AsyncWhatsInfinityClient(_ClientBase):
         caption: str | None = None,
         file_name: str | None = None,
         dry_run: bool = False,
+        before_send: Callable[[], None] | None = None,
     ) -> SendResult:
         """
         Send an image, video, audio file or document from a public URL.
@@ -706,5 +812,7 @@ class AsyncWhatsInfinityClient(_ClientBase):
         :param caption: Caption for images, videos and documents.
         :param file_name: File name shown for a document, such as ``invoice.pdf``.
         :param dry_run: Only validate the message; nothing is sent.
+        :param before_send: Called once, right before the request goes on the wire.
         """
-        return await self._run(self._send_media(to, url, media_type, caption, file_name, dry_run))
+        call = self._send_media(to, url, media_type, caption, file_name, dry_run)
+        return await self._run(call, before_send)

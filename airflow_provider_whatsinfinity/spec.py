@@ -16,8 +16,11 @@ SESSION_ID_PATTERN = re.compile(r"[A-Za-z0-9_-]{1,64}")
 PHONE_PATTERN = re.compile(r"[0-9]{7,15}")
 MIN_API_KEY_LENGTH = 16
 MAX_API_KEY_LENGTH = 256
+#: In UTF-16 code units, as the service (a JavaScript service: ``message.length``) counts them.
 MAX_MESSAGE_LENGTH = 65000
-MAX_URL_LENGTH = 2048
+#: The API doc states no limit on a media URL. Ours only keeps a runaway value (a whole file pasted
+#: into the field) from being sent; presigned URLs with session tokens stay far below it.
+MAX_URL_LENGTH = 32768
 MAX_FILE_NAME_LENGTH = 255
 
 MEDIA_KINDS = ("image", "video", "audio", "document")
@@ -66,14 +69,39 @@ def detect_media(url: str) -> tuple[str, str] | None:
     return MEDIA_EXTENSIONS.get(suffix)
 
 
-def valid_http_url(url: str) -> bool:
-    """Whether a URL is http(s) with a host and no whitespace. :param url: The URL to check."""
-    if len(url) > MAX_URL_LENGTH or any(ch.isspace() for ch in url):
-        return False
+def text_length(text: str) -> int:
+    """
+    Return a text's length as the service counts it: UTF-16 code units, so an emoji counts 2.
+
+    :param text: The text.
+    """
+    # A character above U+FFFF is a surrogate pair in UTF-16; everything else is one unit.
+    return len(text) + sum(1 for ch in text if ord(ch) > 0xFFFF)
+
+
+def url_problem(url: str) -> str | None:
+    """
+    Return what makes a URL unusable as an http(s) media URL, or ``None`` when it is fine.
+
+    :param url: The URL to check.
+    """
+    if len(url) > MAX_URL_LENGTH:
+        return f"it is {len(url)} characters long, more than the {MAX_URL_LENGTH} accepted"
+    if any(ch.isspace() for ch in url):
+        return "it contains whitespace"
     try:
         parts = urlsplit(url)
         host = parts.hostname
         parts.port  # noqa: B018 - raises ValueError on a port that is not a number
-    except ValueError:
-        return False
-    return parts.scheme in ("http", "https") and bool(host)
+    except ValueError as exc:
+        return f"it cannot be parsed ({exc})"
+    if parts.scheme.lower() not in ("http", "https"):
+        return "it is not an http(s) URL"
+    if not host:
+        return "it has no host"
+    return None
+
+
+def valid_http_url(url: str) -> bool:
+    """Whether a URL is http(s) with a host and no whitespace. :param url: The URL to check."""
+    return url_problem(url) is None

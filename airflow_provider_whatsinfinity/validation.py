@@ -7,8 +7,10 @@ Every function raises :class:`~airflow_provider_whatsinfinity.exceptions.Validat
 
 from __future__ import annotations
 
+import math
 import re
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 
@@ -23,6 +25,8 @@ from airflow_provider_whatsinfinity.spec import (
     PHONE_PATTERN,
     SESSION_ID_PATTERN,
     detect_media,
+    text_length,
+    url_problem,
     valid_http_url,
 )
 
@@ -30,6 +34,8 @@ MEDIA_TYPES = ("media", *MEDIA_KINDS)
 # What people write around the digits of a phone number: a leading +, spaces, dashes, dots, brackets.
 _PHONE_DECORATION = re.compile(r"[\s\-.()]")
 _DIGITS = re.compile(r"[0-9]+")
+# A UTF-16 surrogate on its own is a valid Python str but cannot be encoded as UTF-8 (or sent as JSON).
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 def _shown(value: object, limit: int = 60) -> str:
@@ -83,23 +89,71 @@ def check_session_id(session_id: Any) -> str:
 
 def check_api_key(api_key: Any) -> str:
     """
-    Check an API key's length without ever showing the key.
+    Check an API key without ever showing the key.
+
+    It travels in the ``x-api-key`` header, so it must be printable ASCII with no space at either end
+    (a space pasted with it would be refused by the HTTP library after the task had started sending).
 
     :param api_key: The API key.
     """
     if not isinstance(api_key, str) or not api_key:
         raise ValidationError("The API key is missing: set it as the connection's password")
-    if not MIN_API_KEY_LENGTH <= len(api_key) <= MAX_API_KEY_LENGTH or not api_key.isprintable():
+    if api_key != api_key.strip():
         raise ValidationError(
-            f"Invalid API key: it must be {MIN_API_KEY_LENGTH} to {MAX_API_KEY_LENGTH} printable characters, "
+            "Invalid API key: it starts or ends with whitespace (pasted with the key?); remove it"
+        )
+    if not MIN_API_KEY_LENGTH <= len(api_key) <= MAX_API_KEY_LENGTH:
+        raise ValidationError(
+            f"Invalid API key: it must be {MIN_API_KEY_LENGTH} to {MAX_API_KEY_LENGTH} characters, "
             f"this one has {len(api_key)}"
+        )
+    if not (api_key.isascii() and api_key.isprintable()):
+        raise ValidationError(
+            "Invalid API key: it must be printable ASCII characters (it is sent in an HTTP header); "
+            "this one has a control or non-ASCII character"
         )
     return api_key
 
 
+def check_encodable(text: str, name: str) -> str:
+    """
+    Check that text can be sent as UTF-8 JSON: no UTF-16 surrogate on its own.
+
+    :param text: The text.
+    :param name: What it is, for the error message.
+    """
+    if (lone := _LONE_SURROGATE.search(text)) is not None:
+        raise ValidationError(
+            f"{name} cannot be sent: it holds a lone UTF-16 surrogate (U+{ord(lone.group()):04X}) at "
+            f"position {lone.start()}, which is not valid text; it usually comes from text decoded with "
+            "errors='surrogateescape' or a broken emoji"
+        )
+    return text
+
+
+def check_number(value: Any, name: str, *, positive: bool = False) -> float:
+    """
+    Return a setting as a finite number of at least 0 (above 0 when ``positive``).
+
+    :param value: The setting, a number or its text.
+    :param name: The setting's name, for the error message.
+    :param positive: Refuse 0 as well.
+    """
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        number = math.nan
+    if isinstance(value, bool) or not math.isfinite(number) or number < 0 or (positive and number == 0):
+        wanted = "a positive" if positive else "a non-negative"
+        raise ValidationError(f"{name} must be {wanted} number, got {_shown(value)} (finite: not NaN or infinity)")
+    return number
+
+
 def check_message(message: Any) -> str:
     """
-    Check a text message: a non-empty string of at most 65000 characters.
+    Check a text message: non-empty, at most 65000 characters as the service counts them.
+
+    The service counts UTF-16 code units, as JavaScript does: an emoji counts 2.
 
     :param message: The message.
     """
@@ -107,10 +161,11 @@ def check_message(message: Any) -> str:
         raise ValidationError(f"Message must be a string, got {type(message).__name__}")
     if not message.strip():
         raise ValidationError("Message is empty: a text message needs some text")
-    if len(message) > MAX_MESSAGE_LENGTH:
+    check_encodable(message, "Message")
+    if (length := text_length(message)) > MAX_MESSAGE_LENGTH:
         raise ValidationError(
-            f"Message too long: {len(message)} characters, at most {MAX_MESSAGE_LENGTH} are allowed; "
-            "split it or send it as a document"
+            f"Message too long: {length} characters as WhatsInfinity counts them (an emoji counts 2), "
+            f"at most {MAX_MESSAGE_LENGTH} are allowed; split it or send it as a document"
         )
     return message
 
@@ -121,11 +176,15 @@ def check_url(url: Any) -> str:
 
     :param url: The URL.
     """
-    if not isinstance(url, str) or not valid_http_url(url.strip()):
+    if not isinstance(url, str):
+        raise ValidationError(f"Media URL must be a string, got {type(url).__name__}")
+    url = url.strip()
+    if (problem := url_problem(url)) is not None:
         raise ValidationError(
-            f"Invalid URL {_shown(url, 100)}: media must be at a publicly accessible http(s) URL with a host"
+            f"Invalid URL {_shown(redact_url(url), 100)}: {problem}; media must be at a publicly "
+            "accessible http(s) URL with a host"
         )
-    return url.strip()
+    return check_encodable(url, "Media URL")
 
 
 def resolve_media_type(url: str, media_type: Any) -> str:
@@ -161,8 +220,10 @@ def check_optional_text(value: Any, name: str, max_length: int = MAX_MESSAGE_LEN
         return None
     if not isinstance(value, str):
         raise ValidationError(f"{name} must be a string, got {type(value).__name__}")
-    if not value or len(value) > max_length:
-        raise ValidationError(f"{name} must be 1 to {max_length} characters, got {len(value)}")
+    check_encodable(value, name)
+    length = text_length(value)
+    if not 1 <= length <= max_length:
+        raise ValidationError(f"{name} must be 1 to {max_length} characters, got {length}")
     return value
 
 
@@ -181,11 +242,16 @@ def normalize_base_url(base_url: str | None) -> str:
     url = (base_url or "").strip() or DEFAULT_BASE_URL
     if "://" not in url:
         url = f"http://{url}"
-    invalid = ValidationError(
-        f"Invalid base URL {_shown(url, 100)}: use an http(s) URL such as {DEFAULT_BASE_URL}"
-    )
+    shown = _shown(redact_url(url), 100)
+    invalid = ValidationError(f"Invalid base URL {shown}: use an http(s) URL such as {DEFAULT_BASE_URL}")
     if not valid_http_url(url):
         raise invalid
+    if "?" in url or "#" in url:
+        # Every call's path is appended to the base URL: behind a query it would be lost (POST /).
+        raise ValidationError(
+            f"Invalid base URL {shown}: it has a query or fragment ('?' or '#'); give only the scheme, "
+            "host, port and path prefix"
+        )
     try:
         # httpx and the resolver IDNA-encode the host, which urlsplit never checks.
         host = httpx.URL(url).host
@@ -194,3 +260,19 @@ def normalize_base_url(base_url: str | None) -> str:
     except (httpx.InvalidURL, UnicodeError, ValueError):
         raise invalid from None
     return url.rstrip("/")
+
+
+def redact_url(url: str) -> str:
+    """
+    Return a URL fit to show: any user name and password in it replaced by ``***``.
+
+    :param url: The URL, as given.
+    """
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "<a URL that cannot be parsed>" if "@" in url else url
+    if "@" not in parts.netloc:
+        return url
+    host = parts.netloc.rsplit("@", 1)[1]
+    return urlunsplit((parts.scheme, f"***@{host}", parts.path, parts.query, parts.fragment))

@@ -37,6 +37,8 @@ os.environ["AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_CONFIG_LIST"] = json.dumps(
 import httpx  # noqa: E402
 import pytest  # noqa: E402
 
+from tests.proxy import proxy  # noqa: E402, F401 - the misbehaving proxy fixture, for every test
+
 if TYPE_CHECKING:
     from collections.abc import Iterator
 

@@ -9,7 +9,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from airflow.sdk import BaseHook
 
-from airflow_provider_whatsinfinity._compat import mask_secret
+from airflow_provider_whatsinfinity._compat import mask_secret, redact
 from airflow_provider_whatsinfinity.client import AsyncWhatsInfinityClient, RetrySettings, WhatsInfinityClient
 from airflow_provider_whatsinfinity.exceptions import ValidationError, WhatsInfinityError
 from airflow_provider_whatsinfinity.get_provider_info import (
@@ -21,8 +21,11 @@ from airflow_provider_whatsinfinity.get_provider_info import (
     UI_FIELD_BEHAVIOUR,
 )
 from airflow_provider_whatsinfinity.spec import DEFAULT_BASE_URL
+from airflow_provider_whatsinfinity.validation import check_number
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from airflow.sdk import Connection
 
     from airflow_provider_whatsinfinity.models import SendResult, SessionStatus
@@ -114,10 +117,12 @@ class WhatsInfinityHook(BaseHook):
     def _client_params(self, connection: Connection, **overrides: Any) -> dict[str, Any]:
         """Gather the client's settings from the connection, the hook's arguments and ``overrides``."""
         conn_id = self.whatsinfinity_conn_id
-        api_key = self._rotated_key or connection.password
+        # A key or session ID pasted into the form often brings a space or a newline with it.
+        api_key = self._rotated_key or (connection.password or "").strip()
         if api_key:
             mask_secret(api_key)
-        if not connection.login:
+        session_id = (connection.login or "").strip()
+        if not session_id:
             raise ValidationError(
                 f"Connection {conn_id!r} has no Session ID: set its login to the session ID"
             )
@@ -135,7 +140,7 @@ class WhatsInfinityHook(BaseHook):
         if self.max_attempts is not None:
             retry["max_attempts"] = self.max_attempts
         params: dict[str, Any] = {
-            "session_id": connection.login,
+            "session_id": session_id,
             "api_key": api_key,
             "base_url": base_url_of(connection),
             "timeout": timeout,
@@ -192,21 +197,28 @@ class WhatsInfinityHook(BaseHook):
         mask_secret(new_key)
         self._rotated_key = new_key
         if self._async_client is not None:
-            self._async_client._api_key = new_key
+            self._async_client.use_key(new_key)
         return new_key
 
     def send_text(
-        self, to: str | int, message: str, *, typing: bool = False, dry_run: bool = False
+        self,
+        to: str | int,
+        message: str,
+        *,
+        typing: bool = False,
+        dry_run: bool = False,
+        before_send: Callable[[], None] | None = None,
     ) -> SendResult:
         """
-        Send a text message.
+        Send a text message; see :meth:`WhatsInfinityClient.send_text`.
 
         :param to: The recipient's number with country code; ``+``, spaces and dashes are fine.
-        :param message: The text, at most 65000 characters.
+        :param message: The text, at most 65000 characters (an emoji counts 2).
         :param typing: Show a typing indicator briefly before the message.
         :param dry_run: Only validate the message; nothing is sent.
+        :param before_send: Called once, right before the request goes on the wire.
         """
-        return self.client.send_text(to, message, typing=typing, dry_run=dry_run)
+        return self.client.send_text(to, message, typing=typing, dry_run=dry_run, before_send=before_send)
 
     def send_media(
         self,
@@ -217,6 +229,7 @@ class WhatsInfinityHook(BaseHook):
         caption: str | None = None,
         file_name: str | None = None,
         dry_run: bool = False,
+        before_send: Callable[[], None] | None = None,
     ) -> SendResult:
         """
         Send an image, video, audio file or document from a public URL.
@@ -228,9 +241,16 @@ class WhatsInfinityHook(BaseHook):
         :param caption: Caption for images, videos and documents.
         :param file_name: File name shown for a document, such as ``invoice.pdf``.
         :param dry_run: Only validate the message; nothing is sent.
+        :param before_send: Called once, right before the request goes on the wire.
         """
         return self.client.send_media(
-            to, url, media_type=media_type, caption=caption, file_name=file_name, dry_run=dry_run
+            to,
+            url,
+            media_type=media_type,
+            caption=caption,
+            file_name=file_name,
+            dry_run=dry_run,
+            before_send=before_send,
         )
 
     async def acheck_session(self) -> SessionStatus:
@@ -238,10 +258,17 @@ class WhatsInfinityHook(BaseHook):
         return await (await self.get_async_client()).check_session()
 
     async def asend_text(
-        self, to: str | int, message: str, *, typing: bool = False, dry_run: bool = False
+        self,
+        to: str | int,
+        message: str,
+        *,
+        typing: bool = False,
+        dry_run: bool = False,
+        before_send: Callable[[], None] | None = None,
     ) -> SendResult:
         """Asyncio twin of :meth:`send_text`; same parameters."""
-        return await (await self.get_async_client()).send_text(to, message, typing=typing, dry_run=dry_run)
+        client = await self.get_async_client()
+        return await client.send_text(to, message, typing=typing, dry_run=dry_run, before_send=before_send)
 
     async def asend_media(
         self,
@@ -252,11 +279,18 @@ class WhatsInfinityHook(BaseHook):
         caption: str | None = None,
         file_name: str | None = None,
         dry_run: bool = False,
+        before_send: Callable[[], None] | None = None,
     ) -> SendResult:
         """Asyncio twin of :meth:`send_media`; same parameters."""
         client = await self.get_async_client()
         return await client.send_media(
-            to, url, media_type=media_type, caption=caption, file_name=file_name, dry_run=dry_run
+            to,
+            url,
+            media_type=media_type,
+            caption=caption,
+            file_name=file_name,
+            dry_run=dry_run,
+            before_send=before_send,
         )
 
     def test_connection(self) -> tuple[bool, str]:
@@ -272,9 +306,10 @@ class WhatsInfinityHook(BaseHook):
             with WhatsInfinityClient(**params) as client:
                 status = client.check_session()
         except WhatsInfinityError as error:
-            return False, str(error)
+            return False, redact(str(error))
         except Exception as error:
-            return False, f"{type(error).__name__}: {error}"
+            # Only the type: the text of an unexpected error may quote the key or a URL's password.
+            return False, f"Cannot test connection {self.whatsinfinity_conn_id!r}: {type(error).__name__}"
         readiness = "ready to send" if status.is_ready else "not ready to send yet"
         message = (
             f"Connected to WhatsInfinity session {status.session_id!r}: status {status.status}, {readiness}"
@@ -346,11 +381,6 @@ def _extra_number(extras: dict[str, Any], name: str, default: float, conn_id: st
     if value is None or value == "":
         return default
     try:
-        number = float(value)
-    except (TypeError, ValueError):
-        number = -1.0
-    if isinstance(value, bool) or number < 0 or (name == "timeout" and number == 0):
-        raise ValidationError(
-            f"Connection {conn_id!r}: extra {name!r} must be a positive number, got {value!r}"
-        )
-    return number
+        return check_number(value, f"extra {name!r}", positive=name == "timeout")
+    except ValidationError as error:
+        raise ValidationError(f"Connection {conn_id!r}: {error}") from None

@@ -14,6 +14,8 @@ from airflow_provider_whatsinfinity.hooks.whatsinfinity import WhatsInfinityHook
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
 
+    from airflow_provider_whatsinfinity.models import SessionStatus
+
 
 class WhatsInfinitySessionReadyTrigger(BaseTrigger):
     """
@@ -59,7 +61,10 @@ class WhatsInfinitySessionReadyTrigger(BaseTrigger):
         try:
             while True:
                 try:
-                    status = await hook.acheck_session()
+                    status = await self._check(hook)
+                except asyncio.TimeoutError:  # not the builtin TimeoutError on Python 3.10
+                    yield TriggerEvent({"status": "timeout", "session": session, "error": None})
+                    return
                 except WhatsInfinityError as error:
                     if not error.transient:
                         yield TriggerEvent({"status": "error", "session": session, "error": error.to_dict()})
@@ -87,3 +92,13 @@ class WhatsInfinitySessionReadyTrigger(BaseTrigger):
                 await asyncio.sleep(pause)
         finally:
             await hook.aclose()
+
+    async def _check(self, hook: WhatsInfinityHook) -> SessionStatus:
+        """Check the session once, within the time left: a slow answer must not outlast the timeout."""
+        if self.timeout_at is None:
+            return await hook.acheck_session()
+        left = self.timeout_at - time.time()
+        if left <= 0:
+            raise asyncio.TimeoutError
+        # A read-only call: cancelling it mid-flight changes nothing on the server.
+        return await asyncio.wait_for(hook.acheck_session(), timeout=left)

@@ -93,3 +93,14 @@ def test_transient_errors_are_polled_through(conn):
     event = first_event(WhatsInfinitySessionReadyTrigger(poke_interval=0.1))
     assert event["status"] == "ready"
     assert len(conn.requests(f"/check-session/{SESSION}")) == 5
+
+
+def test_a_slow_check_does_not_outlast_the_timeout(conn):
+    conn.create_session(SESSION, KEY)  # never linked
+    conn.add_fault(f"/check-session/{SESSION}", "delay", seconds=15, times=1)
+    started = time.monotonic()
+    event = first_event(WhatsInfinitySessionReadyTrigger(poke_interval=0.5, timeout_at=time.time() + 1))
+    waited = time.monotonic() - started
+    assert event["status"] == "timeout"
+    # Within one poll (plus start-up slack), not after the 15 s answer or the 30 s request timeout.
+    assert waited < 1 + 0.5 + 2, waited

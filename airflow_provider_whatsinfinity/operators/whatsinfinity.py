@@ -10,9 +10,9 @@ Delivery semantics, shared by the send operators:
 - Transient errors (rate limited, queue full, server errors, service unreachable) fail the task
   normally, so that its ``retries`` apply; on Airflow 3.3+,
   :class:`~airflow_provider_whatsinfinity.retry_policy.WhatsInfinityRetryPolicy` times them better.
-- A send to a list of recipients goes through them in order. Each recipient the server accepted is
-  recorded in the task's ``task_state_store`` (Airflow 3.3+), so that a retry skips it and nobody
-  gets the message twice.
+- A send to a list of recipients goes through them in order, recorded by number in the task's
+  :class:`~airflow_provider_whatsinfinity.delivery.DeliveryRecord` (``task_state_store``, Airflow
+  3.3+), so that a retry skips whoever was served and never sends again to whoever may have been.
 
 The hook and the client are imported only when a task runs, to keep DAG parsing fast.
 """
@@ -20,6 +20,7 @@ The hook and the client are imported only when a task runs, to keep DAG parsing 
 from __future__ import annotations
 
 import ast
+import functools
 from collections.abc import Sequence
 from datetime import timedelta
 from functools import cached_property
@@ -40,7 +41,11 @@ if TYPE_CHECKING:
     from airflow_provider_whatsinfinity.hooks.whatsinfinity import WhatsInfinityHook
     from airflow_provider_whatsinfinity.models import SendResult
 
-#: The ``task_state_store`` key under which a list send records the recipients already accepted.
+    #: Sends one prepared message: ``(digits, before_send) -> SendResult``.
+    Sender = Callable[[str, Callable[[], None]], SendResult]
+
+#: The ``task_state_store`` key written by versions up to 0.1 (read once after an upgrade); the
+#: record now lives under :attr:`~airflow_provider_whatsinfinity.delivery.DeliveryRecord.KEY`.
 ACCEPTED_KEY = "whatsinfinity_accepted"
 #: URL schemes of object stores whose fsspec filesystems can sign URLs. Anything else that is not
 #: http(s) is refused before any filesystem is opened (an ``ftp://`` URL must not start a connection).
@@ -161,95 +166,96 @@ class _SendOperator(WhatsInfinityBaseOperator):
     #: What is sent, for log lines.
     kind = "message"
 
-    def send_one(self, to: str | int) -> SendResult:
-        """Send this operator's message to one recipient. :param to: The recipient."""
+    def prepare(self, dry_run: bool) -> Sender:
+        """
+        Resolve everything a send needs (flags, URLs, the connection) and return the sender.
+
+        Runs before any recipient is marked pending: whatever fails here means nothing was sent.
+
+        :param dry_run: Whether the sends only validate.
+        """
         raise NotImplementedError
 
     def run(self, context: Context) -> dict[str, Any] | list[dict[str, Any]]:
         """
         Send to every recipient that no earlier try of this task reached, and return the results.
 
-        Each recipient is marked ``pending`` in ``task_state_store`` before its request and ``sent``
-        after the answer, so that a try that died mid-send (a timeout, a lost worker) leaves a mark: a
-        later try never sends to a ``pending`` or ``unknown`` recipient again, and reports it instead.
-        Recipients the server refuses one by one (not on WhatsApp, an unknown outcome) do not stop
-        the others; the task fails at the end, with no retries. Errors that concern the whole session
-        or the service stop the list at once. After a fully successful run the record is cleared, so
-        that clearing the task sends again.
+        Everything that can fail locally (the numbers, flags, media URL, connection, the request's
+        encoding) is resolved first. Each send is marked ``pending`` in the task's
+        :class:`~airflow_provider_whatsinfinity.delivery.DeliveryRecord` only as its request is about to
+        leave, and ``sent`` after the answer, so that a try that died mid-send (a timeout, a lost worker)
+        leaves a mark: a later try never sends to a ``pending`` or ``unknown`` recipient again, and
+        reports it instead. Recipients the server refuses one by one (not on WhatsApp, an unknown
+        outcome) do not stop the others; the task fails at the end, with no retries. Errors that
+        concern the whole session or the service stop the list at once. After a fully successful run
+        the record is cleared, so that clearing the task sends again.
         """
+        from airflow_provider_whatsinfinity.delivery import DeliveryRecord, plan_sends
         from airflow_provider_whatsinfinity.exceptions import NotOnWhatsAppError, ValidationError
-        from airflow_provider_whatsinfinity.validation import normalize_phone
 
         recipients, many = recipients_of(self.to)
         if not recipients:
             raise AirflowFailException("'to' is empty: give at least one phone number")
         try:
-            # Check every number before sending to any: a typo in the fifth must not half-send a list.
-            slots = [f"{index}:{normalize_phone(recipient)}" for index, recipient in enumerate(recipients)]
+            sends, merged = plan_sends(recipients)
         except WhatsInfinityError as error:
             raise_for_task(error)
+        for note in merged:
+            self.log.info("Merged recipients: %s", note)
         dry_run = as_bool(self.is_dry_run, "dry_run")
-        store = None if dry_run else context.get("task_state_store")
-        stored = store.get(ACCEPTED_KEY) if store is not None else None
-        record: dict[str, Any] = dict(stored) if isinstance(stored, dict) else {}
+        try:
+            send = self.prepare(dry_run)
+        except WhatsInfinityError as error:  # a connection that cannot work: nothing was sent
+            raise_for_task(error)
+        record = DeliveryRecord(None if dry_run else context.get("task_state_store"))
 
-        def remember(slot: str, entry: dict[str, Any] | None) -> None:
-            if store is None:
-                return
-            if entry is None:
-                record.pop(slot, None)
-            else:
-                record[slot] = entry
-            store.set(ACCEPTED_KEY, record)
-
-        results: list[dict[str, Any]] = []
+        results: list[dict[str, Any]] = [{} for _ in recipients]
         problems: list[str] = []
         errors: list[WhatsInfinityError] = []
-        for number, (recipient, slot) in enumerate(zip(recipients, slots, strict=True), start=1):
-            where = f"recipient {number} of {len(recipients)} ({slot.split(':', 1)[1]})"
-            earlier = record.get(slot, {})
-            if earlier.get("state") == "sent":
+        for number, planned in enumerate(sends, start=1):
+            where = f"recipient {number} of {len(sends)} ({planned.digits})"
+            earlier = record.state(planned)
+            if earlier == "sent":
                 self.log.info("Skipping %s: an earlier try sent it", where)
-                results.append(earlier["result"])
-                continue
-            if earlier.get("state") in ("pending", "unknown"):
+                result = record.result(planned) or {}
+            elif earlier is not None:
                 problems.append(f"{where}: an earlier try may have sent it (outcome unknown); not sent again")
                 continue
-            remember(slot, {"state": "pending"})
-            try:
-                result = self.send_one(recipient).to_dict()
-            except OutcomeUnknownError as error:
-                remember(slot, {"state": "unknown"})
-                problems.append(f"{where}: outcome unknown, not sent again: {error}")
-                errors.append(error)
-                continue
-            except (NotOnWhatsAppError, ValidationError) as error:
-                remember(slot, None)
-                problems.append(f"{where}: {type(error).__name__}: {error}")
-                errors.append(error)
-                continue
-            except WhatsInfinityError as error:
-                remember(slot, None)  # refused before it was acted on: a retry may send it
-                self.log.error("Stopped at %s: %s", where, error)
-                raise_for_task(error)
-            remember(slot, {"state": "sent", "result": result})
-            self.log.info(
-                "%s %s to %s (messageId %s, requestId %s)",
-                "Validated" if result["dry_run"] else "Queued" if result["queued"] else "Delivered",
-                self.kind,
-                result["to"],
-                result["message_id"],
-                result["request_id"],
-            )
-            results.append(result)
+            else:
+                try:
+                    result = send(planned.digits, functools.partial(record.mark_pending, planned)).to_dict()
+                except OutcomeUnknownError as error:
+                    record.mark_unknown(planned)
+                    problems.append(f"{where}: outcome unknown, not sent again: {error}")
+                    errors.append(error)
+                    continue
+                except (NotOnWhatsAppError, ValidationError) as error:
+                    record.forget(planned)  # refused, or never left: a later try may send it
+                    problems.append(f"{where}: {type(error).__name__}: {error}")
+                    errors.append(error)
+                    continue
+                except WhatsInfinityError as error:
+                    record.forget(planned)  # refused before it was acted on: a retry may send it
+                    self.log.error("Stopped at %s: %s", where, error)
+                    raise_for_task(error)
+                record.mark_sent(planned, result)
+                self.log.info(
+                    "%s %s to %s (messageId %s, requestId %s)",
+                    "Validated" if result["dry_run"] else "Queued" if result["queued"] else "Delivered",
+                    self.kind,
+                    result["to"],
+                    result["message_id"],
+                    result["request_id"],
+                )
+            for position in planned.positions:
+                results[position] = result
         if problems:
             for problem in problems:
                 self.log.error("%s", problem)
             raise AirflowFailException(
-                f"{len(problems)} of {len(recipients)} recipients not sent: " + "; ".join(problems)
+                f"{len(problems)} of {len(sends)} recipients not sent: " + "; ".join(problems)
             ) from (errors[0] if errors else None)
-        if store is not None:
-            store.delete(ACCEPTED_KEY)  # done: clearing the task later means "send it again"
+        record.clear()  # done: clearing the task later means "send it again"
         return results if many else results[0]
 
 
@@ -287,14 +293,20 @@ class WhatsInfinitySendTextOperator(_SendOperator):
         self.message = message
         self.typing = typing
 
-    def send_one(self, to: str | int) -> SendResult:
-        """Send the text to one recipient. :param to: The recipient."""
-        return self.hook.send_text(
-            to,
-            self.message,
-            typing=as_bool(self.typing, "typing"),
-            dry_run=as_bool(self.is_dry_run, "dry_run"),
-        )
+    def prepare(self, dry_run: bool) -> Sender:
+        """
+        Resolve the flags and the connection; return the sender of this text.
+
+        :param dry_run: Whether the sends only validate.
+        """
+        typing = as_bool(self.typing, "typing")
+        hook = self.hook
+        hook.get_conn()  # the connection is looked up now, before anyone is marked pending
+
+        def send(to: str, before_send: Callable[[], None]) -> SendResult:
+            return hook.send_text(to, self.message, typing=typing, dry_run=dry_run, before_send=before_send)
+
+        return send
 
 
 class WhatsInfinitySendMediaOperator(_SendOperator):
@@ -354,16 +366,28 @@ class WhatsInfinitySendMediaOperator(_SendOperator):
         """The http(s) URL sent: ``url`` itself, or a signed URL for an object-storage location."""
         return public_url_for(self.url, self.signed_url_expiry)
 
-    def send_one(self, to: str | int) -> SendResult:
-        """Send the media to one recipient. :param to: The recipient."""
-        return self.hook.send_media(
-            to,
-            self.public_url,
-            media_type=self.media_type,
-            caption=self.caption or None,
-            file_name=self.file_name or None,
-            dry_run=as_bool(self.is_dry_run, "dry_run"),
-        )
+    def prepare(self, dry_run: bool) -> Sender:
+        """
+        Resolve (and sign) the URL and the connection; return the sender of this media.
+
+        :param dry_run: Whether the sends only validate.
+        """
+        url = self.public_url
+        hook = self.hook
+        hook.get_conn()  # the connection is looked up now, before anyone is marked pending
+
+        def send(to: str, before_send: Callable[[], None]) -> SendResult:
+            return hook.send_media(
+                to,
+                url,
+                media_type=self.media_type,
+                caption=self.caption or None,
+                file_name=self.file_name or None,
+                dry_run=dry_run,
+                before_send=before_send,
+            )
+
+        return send
 
 
 def public_url_for(location: Any, expiry: timedelta) -> str:
@@ -375,7 +399,7 @@ def public_url_for(location: Any, expiry: timedelta) -> str:
     """
     text = str(location)
     is_storage_path = hasattr(location, "fs") and hasattr(location, "path")  # an ObjectStoragePath
-    if text.startswith(("http://", "https://")) and not is_storage_path:
+    if text.lower().startswith(("http://", "https://")) and not is_storage_path:
         return text
     protocol = text.split("://", 1)[0].lower() if "://" in text else ""
     if not is_storage_path and protocol not in OBJECT_STORAGE_SCHEMES:
@@ -401,7 +425,7 @@ def public_url_for(location: Any, expiry: timedelta) -> str:
             f"Cannot open {text} to sign a URL for it: {error}. Install the filesystem for {protocol!r} "
             "(such as s3fs or gcsfs, or the matching Airflow provider)"
         ) from None
-    if not str(signed).startswith(("http://", "https://")):
+    if not str(signed).lower().startswith(("http://", "https://")):
         raise AirflowFailException(f"Signing {text} gave {signed!r}, which is not an http(s) URL")
     return str(signed)
 
@@ -550,7 +574,12 @@ class WhatsInfinityRotateKeyOperator(WhatsInfinityBaseOperator):
 
     def run(self, context: Context) -> None:
         """Rotate the key and store it."""
-        new_key: str = self.call(self.hook.rotate_key)
+        try:
+            new_key = self.hook.rotate_key()
+        except OutcomeUnknownError as error:
+            raise AirflowFailException(self._after_lost_rotation(error)) from error
+        except WhatsInfinityError as error:
+            raise_for_task(error)
         try:
             self.store_new_key(new_key, context)
         except Exception as error:
@@ -559,3 +588,36 @@ class WhatsInfinityRotateKeyOperator(WhatsInfinityBaseOperator):
                 f"Recover the new key from the session's owner. Cause: {type(error).__name__}"
             ) from None
         self.log.info("Session key of connection %s rotated and stored", self.whatsinfinity_conn_id)
+
+    def _after_lost_rotation(self, error: OutcomeUnknownError) -> str:
+        """
+        Find out with the old key whether a rotation whose answer was lost took effect; say what to do.
+
+        Nothing is retried: a second rotate-key after a first one that did take effect would be refused
+        (the old key is dead), and one that did not could still race the first.
+        """
+        from airflow_provider_whatsinfinity.exceptions import AuthenticationError
+
+        conn_id = self.whatsinfinity_conn_id
+        lost = f"rotate-key's answer was lost ({error})"
+        try:
+            status = self.hook.check_session()
+        except AuthenticationError:
+            return (
+                f"{lost}, and the service now refuses the old key of connection {conn_id!r}: it changed the "
+                "key and the new one never reached Airflow. The session cannot be used or managed with any "
+                "key Airflow has. Ask WhatsInfinity support to reset the session's key (quote the "
+                "requestId above), or create a new session under a new session ID and link it again"
+            )
+        except WhatsInfinityError as probe:
+            return (
+                f"{lost}, and checking the old key failed too ({probe}). Run `airflow connections test "
+                f"{conn_id}`: if it passes, the key did not change and this task can run again; if it "
+                "answers 401, the service changed the key and the new one was lost: ask WhatsInfinity "
+                "support to reset it, or create a new session under a new session ID"
+            )
+        return (
+            f"{lost}, but the old key of connection {conn_id!r} still works (session {status.session_id} "
+            f"is {status.status}): the key was not changed and the connection is untouched. Run the task "
+            "again once the service answers normally"
+        )

@@ -256,3 +256,15 @@ def test_a_queue_full_error_is_still_a_queue_full_error(linked):
     with client_on(linked.url) as client, pytest.raises(QueueFullError):
         client.send_text(PHONE, "x")
     assert linked.outbox() == []
+
+
+def test_a_sensor_with_a_key_http_cannot_carry_fails_at_once_instead_of_polling(linked, monkeypatch):
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from airflow_provider_whatsinfinity.sensors.whatsinfinity import WhatsInfinitySessionReadySensor
+
+    secret = "kéy-0123456789abcdef"
+    monkeypatch.setenv("AIRFLOW_CONN_WHATSINFINITY_DEFAULT", connection_json(linked.url, password=secret))
+    with pytest.raises(AirflowFailException, match="Invalid API key") as raised:
+        WhatsInfinitySessionReadySensor(task_id="wait").poke({})
+    assert secret not in str(raised.value)

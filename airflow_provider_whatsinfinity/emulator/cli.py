@@ -40,7 +40,7 @@ NUMERIC_OPTIONS: list[tuple[str, type[int] | type[float], str]] = [
     ("qr_ttl", float, "seconds before a QR code expires and a new one is drawn"),
     ("typing_delay", float, "seconds a typing: true message waits before delivery"),
     ("connect_delay", float, "seconds a linked session stays 'connecting' after a restart"),
-    ("fetch_timeout", float, "seconds allowed for one media download"),
+    ("fetch_timeout", float, "seconds allowed for one whole media download"),
     ("fetch_max_bytes", int, "largest media file downloaded; larger ones fail the send with 400"),
     ("max_body_bytes", int, "largest request body accepted; larger ones get 413"),
 ]
@@ -75,7 +75,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--state-file",
         type=Path,
         default=None,
-        help="keep sessions, keys and queued messages in this JSON file across restarts",
+        help="keep sessions, keys and messages in this JSON file across restarts; each change is "
+        "appended to STATE_FILE.journal beside it, and folded into the file now and then",
     )
     parser.add_argument(
         "--log-level",

@@ -26,10 +26,11 @@ class EmulatorConfig:
         been scanned; ``None`` leaves linking to the control API.
     :param fetch_media: Download each media URL when it is sent, record its size and sha256, and fail
         the send with 400 when the download fails.
-    :param fetch_timeout: Seconds allowed for one media download.
+    :param fetch_timeout: Seconds allowed for one whole media download, however the bytes trickle in.
     :param fetch_max_bytes: Largest media file the emulator downloads.
     :param state_file: JSON file that keeps sessions, keys, queued and delivered messages across
-        restarts; ``None`` keeps everything in memory.
+        restarts, with a journal of recent changes beside it (``<state_file>.journal``); ``None``
+        keeps everything in memory.
     :param max_body_bytes: Largest request body accepted; larger ones get 413.
     """
 

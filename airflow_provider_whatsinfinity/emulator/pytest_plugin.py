@@ -45,6 +45,9 @@ def whatsinfinity_emulator(request: pytest.FixtureRequest) -> Iterator[RunningEm
     """
     A WhatsInfinity emulator on a free loopback port, empty at the start of the test.
 
+    Requests that an earlier test left in flight (delayed by a fault, "typing", fetching media) are
+    cut off by the reset: they cannot land in this test's outbox.
+
     Yields a :class:`~airflow_provider_whatsinfinity.emulator.server.RunningEmulator`: its ``url``
     and helpers for the control API (``create_session``, ``link``, ``outbox``, ``add_fault``, ...).
     """

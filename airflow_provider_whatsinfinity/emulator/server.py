@@ -195,7 +195,7 @@ class RunningEmulator:
         return [r for r in seen if path is None or r["path"] == path]
 
     def reset(self) -> None:
-        """Forget every session, message, fault and request."""
+        """Forget every session, message, fault and request; requests still in flight change nothing."""
         self._call("POST", "/_emulator/reset")
 
 

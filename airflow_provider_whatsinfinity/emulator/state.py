@@ -3,166 +3,45 @@ The emulated WhatsInfinity world: sessions, their queues and rate windows, and t
 
 Everything here runs on the server's event loop, one coroutine at a time, so no locks guard the
 plain data; only delivery, which may wait for a typing indicator, is serialised per session.
+
+A request may outlive the world it started in: a reset, or its session deleted or replaced while it
+waited (on a delay fault, a typing pause, a media download). Whatever it would then change is
+refused: :attr:`Emulator.generation` answers "was there a reset since this request started?", and
+:meth:`Emulator._is_live` "is this still the session it authenticated as?" after every wait.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
-import hmac
-import json
 import math
-import os
 import secrets
-import tempfile
 import time
-from collections import deque
-from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
 import httpx
 
+from airflow_provider_whatsinfinity.emulator.model import (
+    ACTIVE,
+    CONNECTING,
+    DISABLED,
+    DISCONNECTED,
+    PAIRING,
+    QR,
+    ApiError,
+    Message,
+    Session,
+    bad_request,
+    now_iso,
+)
+from airflow_provider_whatsinfinity.emulator.persistence import NoStateFile, StateFile
+
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    from collections.abc import Coroutine, Iterable
 
     from airflow_provider_whatsinfinity.emulator.config import EmulatorConfig
 
-ACTIVE = "active"
-CONNECTING = "connecting"
-QR = "qr"
-PAIRING = "pairing"
-DISCONNECTED = "disconnected"
-DISABLED = "disabled"
-STATUSES = (ACTIVE, CONNECTING, QR, PAIRING, DISCONNECTED, DISABLED)
-
 PAIRING_ALPHABET = "ABCDEFGHJKLMNPQRSTVWXYZ0123456789"
-
-
-class ApiError(Exception):
-    """
-    An answer in the documented error shape.
-
-    :param status_code: HTTP status of the answer.
-    :param error: Short error title, as in the API doc's error table.
-    :param details: What went wrong and what to do about it.
-    :param extra: More top-level fields, such as ``retryAfter``.
-    :param headers: More response headers, such as ``Retry-After``.
-    """
-
-    def __init__(
-        self,
-        status_code: int,
-        error: str,
-        details: str,
-        *,
-        extra: dict[str, Any] | None = None,
-        headers: Mapping[str, str] | None = None,
-    ) -> None:
-        super().__init__(f"{status_code} {error}: {details}")
-        self.status_code = status_code
-        self.error = error
-        self.details = details
-        self.extra = extra or {}
-        self.headers = dict(headers or {})
-
-
-def bad_request(details: str) -> ApiError:
-    """Return a 400 in the doc's shape. :param details: What is wrong with the request."""
-    return ApiError(400, "Bad Request", details)
-
-
-def now_iso() -> str:
-    """Return the current UTC time as an ISO 8601 string with milliseconds and a ``Z``."""
-    return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-def shown(value: object, limit: int = 40) -> str:
-    """Return a short repr of a user's value for an error message. :param value: The value."""
-    text = repr(value)
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-@dataclass
-class Message:
-    """One accepted message, queued or delivered."""
-
-    message_id: str
-    session_id: str
-    to: str
-    type: str
-    message: str | None = None
-    url: str | None = None
-    caption: str | None = None
-    file_name: str | None = None
-    mimetype: str | None = None
-    typing: bool = False
-    queued: bool = False
-    accepted_at: str = field(default_factory=now_iso)
-    delivered_at: str | None = None
-    size: int | None = None
-    sha256: str | None = None
-
-    def to_outbox(self) -> dict[str, Any]:
-        """Return what the emulated phone received, as the control API shows it."""
-        entry: dict[str, Any] = {
-            "sessionId": self.session_id,
-            "to": self.to,
-            "type": self.type,
-            "messageId": self.message_id,
-            "queued": self.queued,
-            "acceptedAt": self.accepted_at,
-            "deliveredAt": self.delivered_at,
-        }
-        if self.type == "text":
-            entry["message"] = self.message
-        else:
-            entry.update(url=self.url, caption=self.caption, fileName=self.file_name, mimetype=self.mimetype)
-            if self.size is not None:
-                entry.update(size=self.size, sha256=self.sha256)
-        return entry
-
-
-@dataclass
-class Session:
-    """One emulated WhatsApp session."""
-
-    session_id: str
-    api_key: str
-    status: str = QR
-    linked: bool = False
-    created_at: str = field(default_factory=now_iso)
-    last_active_at: str | None = None
-    warning: str | None = None
-    pairing_code: str | None = None
-    queue: deque[Message] = field(default_factory=deque)
-    qr_value: str | None = None
-    qr_issued: float = 0.0
-    window_start: float | None = None
-    window_count: int = 0
-    timer: asyncio.TimerHandle | None = None
-    delivery_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
-
-    def key_matches(self, candidate: str) -> bool:
-        """Compare an API key in constant time. :param candidate: The key a caller sent."""
-        return hmac.compare_digest(candidate.encode(), self.api_key.encode())
-
-    @property
-    def is_ready(self) -> bool:
-        """Whether sends are delivered at once."""
-        return self.status == ACTIVE
-
-    @property
-    def has_qr(self) -> bool:
-        """Whether a QR code is there to scan."""
-        return self.status == QR
-
-    def cancel_timer(self) -> None:
-        """Forget a pending auto-link or reconnect."""
-        if self.timer is not None:
-            self.timer.cancel()
-            self.timer = None
 
 
 class Emulator:
@@ -177,9 +56,12 @@ class Emulator:
         self.sessions: dict[str, Session] = {}
         self.outbox: list[Message] = []
         self.unregistered: set[str] = set()
+        #: Counts resets. A request notes it when it arrives, and changes nothing once it has moved on.
+        self.generation = 0
+        self._tasks: set[asyncio.Task[None]] = set()
         self._fetch_client: httpx.AsyncClient | None = None
-        if config.state_file is not None and config.state_file.exists():
-            self._load()
+        self._store = NoStateFile() if config.state_file is None else StateFile(config.state_file, self)
+        self._store.open()
 
     # Session lifecycle -------------------------------------------------------------------------
 
@@ -195,7 +77,7 @@ class Emulator:
         session = Session(session_id=session_id, api_key=api_key)
         self.sessions[session_id] = session
         self._show_qr(session)
-        self.save()
+        self._changed(session)
         return session
 
     def get(self, session_id: str) -> Session:
@@ -246,7 +128,7 @@ class Emulator:
         session.status = PAIRING
         session.qr_value = None
         self._schedule_auto_link(session)
-        self.save()
+        self._changed(session)
         return session.pairing_code
 
     async def link(self, session: Session) -> None:
@@ -255,6 +137,8 @@ class Emulator:
 
         :param session: The session to link.
         """
+        if not self._is_live(session):
+            return  # an auto-link that was under way when its session was deleted
         session.cancel_timer()
         session.linked = True
         session.pairing_code = None
@@ -268,7 +152,7 @@ class Emulator:
         if session.status == ACTIVE:
             session.last_active_at = now_iso()
         session.status = DISCONNECTED if session.linked else QR
-        self.save()
+        self._changed(session)
 
     def disable(self, session: Session) -> None:
         """Disable a session: sends get 409 until it is restarted. :param session: The session."""
@@ -276,7 +160,7 @@ class Emulator:
         if session.status == ACTIVE:
             session.last_active_at = now_iso()
         session.status = DISABLED
-        self.save()
+        self._changed(session)
 
     def restart(self, session: Session, *, wipe: bool) -> None:
         """
@@ -299,19 +183,62 @@ class Emulator:
             )
         else:
             self._show_qr(session)
-        self.save()
+        self._changed(session)
 
     def delete(self, session: Session) -> None:
         """Delete a session and whatever it still had queued. :param session: The session."""
         session.cancel_timer()
         del self.sessions[session.session_id]
-        self.save()
+        self._store.session_deleted(session)
 
     def rotate_key(self, session: Session) -> str:
         """Give a session a new API key; the old one stops working at once. :param session: It."""
         session.api_key = secrets.token_urlsafe(24)
-        self.save()
+        self._changed(session)
         return session.api_key
+
+    def set_warning(self, session: Session, warning: str | None) -> None:
+        """
+        Set or clear the warning check-session shows.
+
+        :param session: The session.
+        :param warning: The warning, or ``None`` to clear it.
+        """
+        session.warning = warning
+        self._changed(session)
+
+    def mark_unregistered(self, numbers: Iterable[str]) -> None:
+        """Make sends to these numbers fail with 422. :param numbers: Phone numbers, 7 to 15 digits."""
+        added = set(numbers) - self.unregistered
+        self.unregistered.update(added)
+        if added:
+            self._store.numbers_unregistered(added)
+
+    def reset(self) -> None:
+        """Forget every session and message, and cut off whatever is still in flight."""
+        self.generation += 1
+        for session in self.sessions.values():
+            session.cancel_timer()
+        for task in self._tasks:
+            task.cancel()
+        self._tasks.clear()
+        self.sessions.clear()
+        self.outbox.clear()
+        self.unregistered.clear()
+        self._store.compact()
+
+    def ensure_current(self, generation: int) -> None:
+        """
+        Refuse a request that started before the last reset.
+
+        :param generation: :attr:`generation` when the request arrived.
+        """
+        if generation != self.generation:
+            raise ApiError(
+                409,
+                "Conflict",
+                "The emulator was reset while this request was in flight; it was dropped and changed nothing",
+            )
 
     def check(self, session: Session) -> dict[str, Any]:
         """Return the documented check-session fields. :param session: The session."""
@@ -366,6 +293,7 @@ class Emulator:
         """
         if message.url is not None and self.config.fetch_media:
             await self._fetch(message)
+            self._ensure_live(session)
         # From here to the queue or outbox nothing awaits, so concurrent sends cannot overdraw the window.
         self._roll_window(session)
         if session.window_count >= self.config.rate_limit:
@@ -392,70 +320,102 @@ class Emulator:
         session.window_count += 1
         message.queued = True
         session.queue.append(message)
-        self.save()
+        self._store.message_queued(message)
         if session.is_ready:
             # Active, but an earlier queue is still being delivered: this one goes out after it.
-            asyncio.get_running_loop().create_task(self.deliver_queue(session))
+            self._spawn(self.deliver_queue(session))
         return {"queued": True, "messageId": message.message_id}
 
     async def deliver_queue(self, session: Session) -> None:
         """Deliver a session's queue in order while it stays active. :param session: The session."""
         async with session.delivery_lock:
-            while session.queue and session.is_ready and self.sessions.get(session.session_id) is session:
+            while session.queue and session.is_ready and self._is_live(session):
                 message = session.queue[0]
                 if message.typing and self.config.typing_delay:
                     await asyncio.sleep(self.config.typing_delay)
-                    if not session.is_ready:
+                    # While "typing", the session may have dropped, or been deleted or replaced.
+                    if not (session.is_ready and self._is_live(session)):
                         break
                 session.queue.popleft()
                 self._record_delivery(session, message)
-        self.save()
 
     async def _deliver(self, session: Session, message: Message) -> None:
         async with session.delivery_lock:
             if message.typing and self.config.typing_delay:
                 await asyncio.sleep(self.config.typing_delay)
+            self._ensure_live(session)
             self._record_delivery(session, message)
-        self.save()
 
     def _record_delivery(self, session: Session, message: Message) -> None:
         message.delivered_at = now_iso()
         session.last_active_at = message.delivered_at
         self.outbox.append(message)
+        self._store.message_delivered(message)
+
+    def _changed(self, session: Session) -> None:
+        # A session that was deleted while a request or task still held it must stay deleted.
+        if self._is_live(session):
+            self._store.session_changed(session)
+
+    def _is_live(self, session: Session) -> bool:
+        """Whether a session is still the one under its ID: not deleted, replaced, or reset away."""
+        return self.sessions.get(session.session_id) is session
+
+    def _ensure_live(self, session: Session) -> None:
+        if not self._is_live(session):
+            raise ApiError(
+                404,
+                "Not Found",
+                f"Session {session.session_id!r} was deleted (or the emulator reset) while this message "
+                "waited; it was not sent",
+            )
 
     async def _fetch(self, message: Message) -> None:
         assert message.url is not None
+        timeout = self.config.fetch_timeout
+        try:
+            # The client's own timeout bounds each read; this bounds the whole download.
+            await asyncio.wait_for(self._download(message, message.url), timeout)
+        except asyncio.TimeoutError:
+            raise bad_request(
+                f"Could not fetch media from {message.url}: the download took longer than the "
+                f"{timeout:g} s fetch timeout"
+            ) from None
+
+    async def _download(self, message: Message, url: str) -> None:
         if self._fetch_client is None:
             self._fetch_client = httpx.AsyncClient(follow_redirects=True, timeout=self.config.fetch_timeout)
         digest = hashlib.sha256()
         size = 0
         try:
-            async with self._fetch_client.stream("GET", message.url) as response:
+            async with self._fetch_client.stream("GET", url) as response:
                 if response.status_code >= 400:
                     raise bad_request(
-                        f"Could not fetch media from {message.url}: HTTP {response.status_code}; "
+                        f"Could not fetch media from {url}: HTTP {response.status_code}; "
                         "the URL must be publicly accessible"
                     )
                 async for chunk in response.aiter_bytes():
                     size += len(chunk)
                     if size > self.config.fetch_max_bytes:
                         raise bad_request(
-                            f"Media at {message.url} is larger than {self.config.fetch_max_bytes} bytes"
+                            f"Media at {url} is larger than {self.config.fetch_max_bytes} bytes"
                         )
                     digest.update(chunk)
         except httpx.HTTPError as exc:
             reason = str(exc) or type(exc).__name__
-            raise bad_request(f"Could not fetch media from {message.url}: {reason}") from exc
+            raise bad_request(f"Could not fetch media from {url}: {reason}") from exc
         message.size = size
         message.sha256 = digest.hexdigest()
 
     async def aclose(self) -> None:
-        """Close the media downloader and write the state file one last time."""
+        """Stop timers and deliveries, close the media downloader, write the state file one last time."""
         for session in self.sessions.values():
             session.cancel_timer()
+        for task in self._tasks:
+            task.cancel()
         if self._fetch_client is not None:
             await self._fetch_client.aclose()
-        self.save()
+        self._store.close()
 
     # Internals ---------------------------------------------------------------------------------
 
@@ -488,79 +448,25 @@ class Emulator:
         session = self.sessions.get(session_id)
         if session is not None and session.status in (QR, PAIRING):
             session.timer = None
-            asyncio.get_running_loop().create_task(self.link(session))
+            self._spawn(self.link(session))
 
     def _connected(self, session_id: str) -> None:
         session = self.sessions.get(session_id)
         if session is not None and session.status == CONNECTING:
             session.timer = None
             self._activate(session)
-            asyncio.get_running_loop().create_task(self.deliver_queue(session))
+            self._spawn(self.deliver_queue(session))
 
     def _activate(self, session: Session) -> None:
         session.status = ACTIVE
         session.last_active_at = now_iso()
-        self.save()
+        self._changed(session)
 
-    # Persistence -------------------------------------------------------------------------------
-
-    def save(self) -> None:
-        """Write sessions, keys, queues and the outbox to the state file, atomically."""
-        path = self.config.state_file
-        if path is None:
-            return
-        state = {
-            "version": 1,
-            "sessions": [
-                {
-                    "sessionId": s.session_id,
-                    "apiKey": s.api_key,
-                    "status": s.status,
-                    "linked": s.linked,
-                    "createdAt": s.created_at,
-                    "lastActiveAt": s.last_active_at,
-                    "warning": s.warning,
-                    "queue": [asdict(m) for m in s.queue],
-                }
-                for s in self.sessions.values()
-            ],
-            "outbox": [asdict(m) for m in self.outbox],
-            "unregistered": sorted(self.unregistered),
-        }
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-        try:
-            with os.fdopen(fd, "w") as fh:
-                json.dump(state, fh)
-            os.replace(tmp, path)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            raise
-
-    def _load(self) -> None:
-        assert self.config.state_file is not None
-        try:
-            state = json.loads(self.config.state_file.read_text())
-            for raw in state["sessions"]:
-                session = Session(
-                    session_id=raw["sessionId"],
-                    api_key=raw["apiKey"],
-                    status=raw["status"],
-                    linked=raw["linked"],
-                    created_at=raw["createdAt"],
-                    last_active_at=raw["lastActiveAt"],
-                    warning=raw.get("warning"),
-                    queue=deque(Message(**m) for m in raw["queue"]),
-                )
-                self.sessions[session.session_id] = session
-            self.outbox = [Message(**m) for m in state["outbox"]]
-            self.unregistered = set(state["unregistered"])
-        except (OSError, ValueError, KeyError, TypeError) as exc:
-            raise RuntimeError(
-                f"Cannot read emulator state file {self.config.state_file}: {exc!r}; "
-                "move it away to start empty"
-            ) from exc
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        """Run background work that a reset or shutdown cancels."""
+        task = asyncio.get_running_loop().create_task(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     async def resume(self) -> None:
         """Pick up after a restart: reconnect sessions that were connecting, deliver ready queues."""

@@ -412,3 +412,72 @@ def test_non_standard_json_is_refused(linked: RunningEmulator, api: httpx.Client
     assert answer.status_code == 400
     assert answer.json()["error"] == "Bad Request"
     assert linked.outbox() == []
+
+
+def _raw_json(value: Any) -> bytes:
+    # ensure_ascii keeps a lone surrogate as a "\ud800" escape: valid JSON, but not text.
+    return json.dumps(value).encode()
+
+
+UNSTORABLE = [
+    ("message", "/send", {**TEXT, "message": "hi \ud800"}, "'message'"),
+    ("caption", "/send", {**IMAGE, "caption": "\udfff caption"}, "'caption'"),
+    ("file-name", "/send", {**IMAGE, "type": "document", "fileName": "a\ud83d.pdf"}, "'fileName'"),
+    ("session-id", "/send", {**TEXT, "sessionId": "my\ud800"}, "'sessionId'"),
+    ("member-name", "/send", {**TEXT, "\ud800": 1}, "member name"),
+    ("in-a-list", "/send", {**TEXT, "extra": [1, {"x": ["\ud800"]}]}, "'extra[1].x[0]'"),
+    ("create-key", "/create-session", {"sessionId": "other", "apiKey": "k" * 16 + "\ud800"}, "'apiKey'"),
+    ("warning", f"/_emulator/sessions/{SESSION}/warning", {"warning": "\udc00"}, "'warning'"),
+    (
+        "fault",
+        "/_emulator/faults",
+        {"path": "/send", "mode": "drop", "bodyContains": "\ud800"},
+        "'bodyContains'",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "where"), [row[1:] for row in UNSTORABLE], ids=[row[0] for row in UNSTORABLE]
+)
+def test_lone_surrogate_is_refused_where_it_arrives(
+    linked: RunningEmulator, api: httpx.Client, path: str, body: dict[str, Any], where: str
+):
+    answer = api.post(path, content=_raw_json(body), headers={"content-type": "application/json"})
+    assert answer.status_code == 400, answer.text
+    payload = answer.json()
+    assert set(payload) == ERROR_FIELDS
+    assert payload["error"] == "Bad Request"
+    assert "lone UTF-16 surrogate" in payload["details"]
+    assert where in payload["details"]
+    # Nothing unprintable was stored: every read of the state still answers.
+    for read in ("/_emulator/outbox", "/_emulator/faults", "/all-sessions", f"/check-session/{SESSION}"):
+        assert api.get(read).status_code == 200, read
+    assert linked.outbox() == []
+    assert_still_healthy(linked, api)
+
+
+def test_surrogate_pairs_are_text(linked: RunningEmulator, api: httpx.Client):
+    # An escaped pair is one character (here an emoji): fine, unlike a lone half.
+    answer = api.post(
+        "/send",
+        content=b'{"sessionId": "mysession", "to": "919999999999", "type": "text", '
+        b'"message": "hi \\ud83d\\ude00"}',
+    )
+    assert answer.status_code == 200, answer.text
+    [sent] = linked.outbox()
+    assert sent["message"] == "hi \U0001f600"
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [b"[" * 100_000 + b"]" * 100_000, b'{"a":' * 100_000 + b"1" + b"}" * 100_000],
+    ids=["arrays", "objects"],
+)
+@pytest.mark.parametrize("path", ["/send", "/create-session", "/_emulator/faults"])
+def test_deeply_nested_json_is_400(linked: RunningEmulator, api: httpx.Client, raw: bytes, path: str):
+    answer = api.post(path, content=raw)
+    assert answer.status_code == 400, answer.text
+    assert answer.json()["error"] == "Bad Request"
+    assert "nested too deeply" in answer.json()["details"]
+    assert_still_healthy(linked, api)

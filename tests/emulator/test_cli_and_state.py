@@ -21,6 +21,7 @@ import httpx
 import pytest
 
 from tests.conftest import KEY, PHONE, SESSION
+from tests.emulator.slow_media import slow_media_server
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -488,3 +489,20 @@ def test_without_fetch_media_urls_are_not_downloaded(linked: RunningEmulator, ap
     [sent] = linked.outbox()
     assert "size" not in sent
     assert "sha256" not in sent
+
+
+@pytest.mark.whatsinfinity_emulator(fetch_media=True, fetch_timeout=0.5)
+def test_fetch_timeout_bounds_the_whole_download(linked: RunningEmulator, api: httpx.Client):
+    # Each byte comes well within the timeout; the whole file (20 bytes, 0.1 s apart) does not.
+    with slow_media_server(size=20, interval=0.1) as media:
+        started = time.monotonic()
+        answer = api.post("/send", json=_document(media.url))
+        took = time.monotonic() - started
+    assert answer.status_code == 400, answer.text
+    body = answer.json()
+    assert set(body) == {"success", "requestId", "error", "details"}
+    assert "download took longer than the 0.5 s fetch timeout" in body["details"]
+    assert media.url in body["details"]
+    assert took < 1.5
+    assert linked.outbox() == []
+    assert api.get(f"/check-session/{SESSION}").json()["data"]["rateLimitRemaining"] == 10

@@ -59,6 +59,39 @@ def test_longest_message_is_accepted(linked, api):
     assert len(linked.outbox()[0]["message"]) == 65000
 
 
+EMOJI = "\U0001f600"  # outside the Basic Multilingual Plane: two UTF-16 code units
+
+
+def test_message_length_counts_utf16_code_units(linked, api):
+    # The service is JavaScript: message.length counts UTF-16 code units, so an emoji counts 2.
+    assert api.post("/send", json=text(EMOJI * 32500)).status_code == 200
+    assert linked.outbox()[0]["message"] == EMOJI * 32500
+    answer = api.post("/send", json=text(EMOJI * 32501))
+    assert answer.status_code == 400, answer.text
+    assert answer.json()["error"] == "Bad Request"
+    assert "Message too long: 65002" in answer.json()["details"]
+    assert len(linked.outbox()) == 1
+
+
+@pytest.mark.parametrize(
+    ("url", "reason"),
+    [
+        ("https://files.example.com/" + "a" * 40000 + ".jpg", "characters long, more than the"),
+        ("https://files.example.com/a b.jpg", "whitespace"),
+        ("ftp://files.example.com/a.jpg", "not an http(s) URL"),
+        ("https:///a.jpg", "no host"),
+    ],
+    ids=["too-long", "whitespace", "ftp", "no-host"],
+)
+def test_refused_url_says_why(linked, api, url, reason):
+    answer = api.post("/send", json=media(url, "image"))
+    assert answer.status_code == 400, answer.text
+    details = answer.json()["details"]
+    assert details.startswith("Invalid URL format")
+    assert reason in details
+    assert len(details) < 300  # the URL is shortened, not echoed whole
+
+
 @pytest.mark.parametrize(
     ("path", "kind", "mimetype"),
     [

@@ -16,7 +16,7 @@ import time
 import traceback
 from typing import TYPE_CHECKING
 
-from bench import bulk_send, deferred_sensors, emulator_load, parse_cost, request_overhead
+from bench import bulk_send, deferred_sensors, emulator_load, parse_cost, request_overhead, state_file
 from bench.common import RESULTS, machine_info, machine_line
 
 if TYPE_CHECKING:
@@ -45,6 +45,10 @@ BENCHMARKS: dict[str, tuple[Callable[[], Outcome], Callable[[], Outcome]]] = {
     "emulator_load": (
         lambda: emulator_load.run(seconds=10.0),
         lambda: emulator_load.run(seconds=2.0, warmup=0.5),
+    ),
+    "state_file": (
+        lambda: state_file.run(stored=10_000, seconds=5.0),
+        lambda: state_file.run(stored=2_000, seconds=1.0, warmup=0.5),
     ),
 }
 

@@ -118,3 +118,59 @@ def test_secrets_the_masker_knows_never_reach_the_phone(hook, linked):
     [sent] = linked.outbox()
     assert "Sup3rS3cret" not in sent["message"]
     assert "postgres://app:***@db/app" in sent["message"]
+
+
+def test_a_70000_character_exception_still_sends_the_alert(hook, linked):
+    from airflow_provider_whatsinfinity.spec import MAX_MESSAGE_LENGTH, text_length
+
+    WhatsInfinityNotifier(to=PHONE)(context(exception=RuntimeError("x" * 70_000)))
+    [sent] = linked.outbox()
+    text = sent["message"]
+    assert text.startswith("Airflow alert: DAG nightly_load, task load (try 2), run manual__1\nxxx")
+    assert text.endswith("... [truncated: 70000 characters]")
+    assert text_length(text) <= MAX_MESSAGE_LENGTH
+    assert text_length(text) > MAX_MESSAGE_LENGTH - 100  # cut to fit, not far shorter
+
+
+def test_a_long_exception_is_cut_in_utf16_units(hook, linked):
+    from airflow_provider_whatsinfinity.spec import MAX_MESSAGE_LENGTH, text_length
+
+    # 40,000 emoji are 40,000 Python characters but 80,000 UTF-16 code units, as the service counts.
+    WhatsInfinityNotifier(to=PHONE)(context(exception=RuntimeError("\N{FIRE}" * 40_000)))
+    [sent] = linked.outbox()
+    assert sent["message"].endswith("... [truncated: 80000 characters]")
+    assert text_length(sent["message"]) <= MAX_MESSAGE_LENGTH
+
+
+def test_a_users_template_that_renders_too_long_is_cut_as_a_last_resort(hook, linked):
+    from airflow_provider_whatsinfinity.spec import MAX_MESSAGE_LENGTH, text_length
+
+    notifier = WhatsInfinityNotifier(to=PHONE, message="{{ run_id }} {{ 'y' * 70000 }}")
+    notifier(context())
+    [sent] = linked.outbox()
+    assert sent["message"].startswith("manual__1 yyy")
+    assert sent["message"].endswith("... [message truncated: 70010 characters]")
+    assert text_length(sent["message"]) <= MAX_MESSAGE_LENGTH
+
+
+def test_a_users_template_gets_its_exception_cut_rather_than_its_end(hook, linked):
+    notifier = WhatsInfinityNotifier(to=PHONE, message="{{ exception }}\n-- sent by {{ dag.dag_id }}")
+    notifier(context(exception=RuntimeError("z" * 70_000)))
+    [sent] = linked.outbox()
+    assert sent["message"].endswith("... [truncated: 70000 characters]\n-- sent by nightly_load")
+
+
+def test_secrets_are_masked_before_a_long_exception_is_cut(hook, linked):
+    from airflow_provider_whatsinfinity._compat import mask_secret
+
+    secret = "cut-here-Sup3rS3cretPassw0rd"
+    mask_secret(secret)
+    # The secret straddles the place where the text is cut: cutting first would leave its head.
+    head = "Airflow alert: DAG nightly_load, task load (try 2), run manual__1\n"
+    filler = "e" * (65_000 - len(head) - len("... [truncated: 70000 characters]") - 10)
+    error = RuntimeError(filler + secret + "f" * (70_000 - len(filler) - len(secret)))
+    WhatsInfinityNotifier(to=PHONE)(context(exception=error))
+    [sent] = linked.outbox()
+    assert "cut-here" not in sent["message"]
+    assert "Sup3r" not in sent["message"]
+    assert "***" in sent["message"]

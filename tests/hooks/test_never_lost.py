@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import math
+from typing import Any
 
 import httpx
 import pytest
@@ -202,8 +203,9 @@ def test_nan_and_infinite_extras_are_refused(linked, monkeypatch, extra, value):
 
 @pytest.mark.parametrize("name", ["backoff_base", "retry_deadline", "max_rate_limit_wait"])
 def test_nan_retry_settings_are_refused(name):
+    settings: dict[str, Any] = {name: math.nan}
     with pytest.raises(ValidationError, match=name):
-        RetrySettings(**{name: math.nan})
+        RetrySettings(**settings)
 
 
 @pytest.mark.parametrize("suffix", ["?tenant=1", "/?x", "#frag", "/api?"])

@@ -16,7 +16,15 @@ import time
 import traceback
 from typing import TYPE_CHECKING
 
-from bench import bulk_send, deferred_sensors, emulator_load, parse_cost, request_overhead, state_file
+from bench import (
+    alert_storm,
+    bulk_send,
+    deferred_sensors,
+    emulator_load,
+    parse_cost,
+    request_overhead,
+    state_file,
+)
 from bench.common import RESULTS, machine_info, machine_line
 
 if TYPE_CHECKING:
@@ -49,6 +57,10 @@ BENCHMARKS: dict[str, tuple[Callable[[], Outcome], Callable[[], Outcome]]] = {
     "state_file": (
         lambda: state_file.run(stored=10_000, seconds=5.0),
         lambda: state_file.run(stored=2_000, seconds=1.0, warmup=0.5),
+    ),
+    "alert_storm": (
+        lambda: alert_storm.run(runs=2, rate_window=2.0),
+        lambda: alert_storm.run(runs=1, rate_window=1.0),
     ),
 }
 

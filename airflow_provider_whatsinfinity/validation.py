@@ -145,7 +145,9 @@ def check_number(value: Any, name: str, *, positive: bool = False) -> float:
         number = math.nan
     if isinstance(value, bool) or not math.isfinite(number) or number < 0 or (positive and number == 0):
         wanted = "a positive" if positive else "a non-negative"
-        raise ValidationError(f"{name} must be {wanted} number, got {_shown(value)} (finite: not NaN or infinity)")
+        raise ValidationError(
+            f"{name} must be {wanted} number, got {_shown(value)} (finite: not NaN or infinity)"
+        )
     return number
 
 

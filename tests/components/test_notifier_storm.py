@@ -12,8 +12,9 @@ from airflow.sdk import DAG
 from structlog.testing import capture_logs
 
 from airflow_provider_whatsinfinity.exceptions import OutcomeUnknownError, RateLimitedError
-from airflow_provider_whatsinfinity.notifications import whatsinfinity as notifications
-from airflow_provider_whatsinfinity.notifications.whatsinfinity import AlertPostbox, WhatsInfinityNotifier
+from airflow_provider_whatsinfinity.notifications import postbox
+from airflow_provider_whatsinfinity.notifications.postbox import AlertPostbox
+from airflow_provider_whatsinfinity.notifications.whatsinfinity import WhatsInfinityNotifier
 from tests.conftest import KEY, PHONE
 
 DAG_ID = "storm"
@@ -35,7 +36,7 @@ def context(index: int, **extra):
 @pytest.fixture(autouse=True)
 def fresh_postbox(monkeypatch):
     """Each test starts with a postbox that knows no rate window (emulators may reuse a port)."""
-    monkeypatch.setattr(notifications, "POSTBOX", AlertPostbox())
+    monkeypatch.setattr(postbox, "POSTBOX", AlertPostbox())
 
 
 def runs_in(outbox) -> list[str]:

@@ -10,9 +10,15 @@ from __future__ import annotations
 from typing import Any
 
 try:
-    from airflow.sdk.exceptions import AirflowFailException, AirflowSensorTimeout, AirflowSkipException
+    from airflow.sdk.exceptions import (
+        AirflowException,
+        AirflowFailException,
+        AirflowSensorTimeout,
+        AirflowSkipException,
+    )
 except ImportError:  # Airflow < 3.1
-    from airflow.exceptions import (  # type: ignore[no-redef]
+    from airflow.exceptions import (  # type: ignore[no-redef,attr-defined]
+        AirflowException,
         AirflowFailException,
         AirflowSensorTimeout,
         AirflowSkipException,
@@ -34,6 +40,7 @@ except ImportError:  # Airflow < 3.1
     from airflow.sdk.execution_time.secrets_masker import mask_secret as _mask_secret  # type: ignore[no-redef]
 
 __all__ = [
+    "AirflowException",
     "AirflowFailException",
     "AirflowSensorTimeout",
     "AirflowSkipException",

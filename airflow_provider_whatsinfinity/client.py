@@ -143,6 +143,23 @@ class _Call(Generic[T]):
 
 
 @dataclass(frozen=True)
+class SendCallbacks:
+    """
+    What a caller that keeps its own record of sends (a list send) learns as a send goes.
+
+    :param before_send: Called right before each attempt's request goes on the wire, after everything
+        that can fail locally (validation, building and encoding the request) has succeeded: from now
+        on the message may go out.
+    :param on_refused: Called when an attempt certainly did not take effect (429, the API's queue-full
+        answer, a request that never left) and the client waits before trying again: if the wait is
+        cut short (a task timeout), nothing was sent.
+    """
+
+    before_send: Callable[[], None] | None = None
+    on_refused: Callable[[], None] | None = None
+
+
+@dataclass(frozen=True)
 class _Answer:
     """A successful answer: its ``data`` (or raw bytes for the QR PNG) and its requestId."""
 
@@ -337,8 +354,9 @@ class _ClientBase:
     def _new_key(self, answer: _Answer) -> str:
         key = answer.data.get("apiKey")
         if not isinstance(key, str) or not key:
-            raise ServerError(
-                "rotate-key answered without a new apiKey; the old key may no longer work",
+            # The rotation happened, but the new key did not reach us: never a retry (it would be refused).
+            raise OutcomeUnknownError(
+                "rotate-key answered success without a new apiKey; the old key may no longer work",
                 request_id=answer.request_id,
             )
         self._api_key = key
@@ -350,7 +368,13 @@ class _ClientBase:
         """
         Run one call to its end: yield the call to have it sent, or a pause to have it waited out.
 
-        The driver sends back the ``httpx.Response``, or the exception the request raised.
+        The driver sends back the ``httpx.Response``, or the exception the request raised. This is the
+        same idea as httpx's ``Auth.sync_auth_flow`` / ``async_auth_flow``: one generator holds every
+        decision, and a sync and an async driver only do the I/O and the sleeping.
+
+        A call that changes something is retried only after an attempt that certainly did not take
+        effect (429, the API's queue-full answer, a request that never left), so every pause follows
+        a refusal: the driver tells its caller so (``on_refused``) before it waits.
         """
         budget = _Budget()
         while True:
@@ -359,7 +383,9 @@ class _ClientBase:
             try:
                 if isinstance(outcome, httpx.Response):
                     return call.parse(self._answer(call, outcome))
-                raise self._transport_error(call, outcome) from outcome
+                # Chained for the traceback, but not an h11 refusal: its text quotes the header (the key).
+                cause = None if isinstance(outcome, httpx.LocalProtocolError) else outcome
+                raise self._transport_error(call, outcome) from cause
             except RateLimitedError as error:
                 pause = self._rate_limit_pause(call, error, budget)
             except WhatsInfinityError as error:
@@ -407,7 +433,7 @@ class _ClientBase:
     def _answer(self, call: _Call[Any], response: httpx.Response) -> _Answer:
         request_id = response.headers.get("x-request-id")
         content_type = response.headers.get("content-type", "")
-        if response.is_success and content_type.startswith("image/"):
+        if response.is_success and call.name == "qr" and content_type.startswith("image/"):
             return _Answer({}, request_id, response.content)
         try:
             body = response.json()
@@ -415,9 +441,13 @@ class _ClientBase:
             body = None
         if isinstance(body, dict):
             request_id = str(body.get("requestId") or request_id or "") or None
-        if response.is_success and isinstance(body, dict) and body.get("success") is not False:
+        # Success is the documented shape only: {"success": true, "data": ...}. A proxy's or a
+        # captive portal's 200 ("{}", an HTML page, {"status": "ok"}) proves nothing was delivered.
+        if response.is_success and isinstance(body, dict) and body.get("success") is True:
             data = body.get("data")
-            return _Answer(data if isinstance(data, dict) else {"items": data}, request_id)
+            answer = _Answer(data if isinstance(data, dict) else {"items": data}, request_id)
+            if call.path != "/send" or isinstance(answer.data.get("queued"), bool):
+                return answer
         raise self._error_for(call, response, body if isinstance(body, dict) else None, request_id)
 
     def _error_for(
@@ -425,7 +455,7 @@ class _ClientBase:
     ) -> WhatsInfinityError:
         status = response.status_code
         details: str | None
-        if body is None:
+        if body is None or (response.is_success and body.get("success") is not False):
             snippet = response.text[:200].strip() or "an empty body"
             error_text, details = None, f"unreadable answer: {snippet}"
         else:
@@ -445,7 +475,7 @@ class _ClientBase:
             return cls(f"{call.name}: the server answered HTTP {status} with {details}", **fields)
         if status == 429:
             return RateLimitedError(message, retry_after=_retry_after(body, response), **fields)
-        if status == 503 and call.path == "/send" and _is_api_error(body):
+        if status == 503 and call.path == "/send" and _is_queue_full(body):
             # The API's own answer: the queue is full and the message was not taken.
             return QueueFullError(message, **fields)
         if status >= 500:
@@ -494,9 +524,12 @@ ERRORS_BY_STATUS: dict[int, type[WhatsInfinityError]] = {
 }
 
 
-def _is_api_error(body: dict[str, Any] | None) -> bool:
-    """Whether an answer's body is the API's own error shape (``success: false`` and an ``error``)."""
-    return body is not None and body.get("success") is False and isinstance(body.get("error"), str)
+def _is_queue_full(body: dict[str, Any] | None) -> bool:
+    """Whether an answer's body is the API's own queue-full error: its error shape, naming the queue."""
+    if body is None or body.get("success") is not False or not isinstance(body.get("error"), str):
+        return False
+    said = f"{body.get('error')} {body.get('details') or ''}".lower()
+    return "queue" in said
 
 
 def _reason(exc: BaseException | None) -> str:
@@ -566,18 +599,19 @@ class WhatsInfinityClient(_ClientBase):
     def __exit__(self, *exc_info: object) -> None:
         self.close()
 
-    def _run(self, call: _Call[T], before_send: Callable[[], None] | None = None) -> T:
+    def _run(self, call: _Call[T], callbacks: SendCallbacks | None = None) -> T:
         attempts = self._attempts(call)
         step = next(attempts)
         while True:
             outcome: httpx.Response | Exception | None = None
             if isinstance(step, _Sleep):
+                if callbacks is not None and callbacks.on_refused is not None:
+                    callbacks.on_refused()
                 time.sleep(step.seconds)
             else:
                 request = self._build(self._http, step)
-                if before_send is not None:
-                    before_send()
-                    before_send = None
+                if callbacks is not None and callbacks.before_send is not None:
+                    callbacks.before_send()
                 try:
                     outcome = self._http.send(request)
                 except Exception as exc:  # the request may have left: _attempts decides what it means
@@ -634,7 +668,7 @@ class WhatsInfinityClient(_ClientBase):
         *,
         typing: bool = False,
         dry_run: bool = False,
-        before_send: Callable[[], None] | None = None,
+        callbacks: SendCallbacks | None = None,
     ) -> SendResult:
         """
         Send a text message.
@@ -643,11 +677,10 @@ class WhatsInfinityClient(_ClientBase):
         :param message: The text, at most 65000 characters.
         :param typing: Show a typing indicator briefly before the message.
         :param dry_run: Only validate the message; nothing is sent.
-        :param before_send: Called once, right before the request goes on the wire, after everything
-            that can fail locally (validation, encoding) has succeeded. Whatever raises before it means
-            nothing was sent; a list send records the recipient as pending there.
+        :param callbacks: Told right before each attempt goes on the wire and after each certain
+            refusal, for a caller that keeps its own record of sends (see :class:`SendCallbacks`).
         """
-        return self._run(self._send_text(to, message, typing, dry_run), before_send)
+        return self._run(self._send_text(to, message, typing, dry_run), callbacks)
 
     def send_media(
         self,
@@ -658,7 +691,7 @@ class WhatsInfinityClient(_ClientBase):
         caption: str | None = None,
         file_name: str | None = None,
         dry_run: bool = False,
-        before_send: Callable[[], None] | None = None,
+        callbacks: SendCallbacks | None = None,
     ) -> SendResult:
         """
         Send an image, video, audio file or document from a public URL.
@@ -670,10 +703,10 @@ class WhatsInfinityClient(_ClientBase):
         :param caption: Caption for images, videos and documents.
         :param file_name: File name shown for a document, such as ``invoice.pdf``.
         :param dry_run: Only validate the message; nothing is sent.
-        :param before_send: Called once, right before the request goes on the wire, after everything
-            that can fail locally (validation, encoding) has succeeded.
+        :param callbacks: Told right before each attempt goes on the wire and after each certain
+            refusal (see :class:`SendCallbacks`).
         """
-        return self._run(self._send_media(to, url, media_type, caption, file_name, dry_run), before_send)
+        return self._run(self._send_media(to, url, media_type, caption, file_name, dry_run), callbacks)
 
 
 class AsyncWhatsInfinityClient(_ClientBase):
@@ -690,11 +723,12 @@ class AsyncWhatsInfinityClient(_ClientBase):
     @property
     def _http(self) -> httpx.AsyncClient:
         loop = asyncio.get_running_loop()
-        if self._pool is None or self._pool_loop is not loop:
+        pool = self._pool
+        if pool is None or self._pool_loop is not loop:
             # The old pool's connections died with their loop; it cannot even be closed from this one.
-            self._pool = httpx.AsyncClient(**self._client_options())
-            self._pool_loop = loop
-        return self._pool
+            pool = httpx.AsyncClient(**self._client_options())
+            self._pool, self._pool_loop = pool, loop
+        return pool
 
     async def aclose(self) -> None:
         """Close the connection pool (when it was opened on the running loop; else just forget it)."""
@@ -709,19 +743,20 @@ class AsyncWhatsInfinityClient(_ClientBase):
     async def __aexit__(self, *exc_info: object) -> None:
         await self.aclose()
 
-    async def _run(self, call: _Call[T], before_send: Callable[[], None] | None = None) -> T:
+    async def _run(self, call: _Call[T], callbacks: SendCallbacks | None = None) -> T:
         attempts = self._attempts(call)
         step = next(attempts)
         while True:
             outcome: httpx.Response | Exception | None = None
             if isinstance(step, _Sleep):
+                if callbacks is not None and callbacks.on_refused is not None:
+                    callbacks.on_refused()
                 await asyncio.sleep(step.seconds)
             else:
                 http = self._http
                 request = self._build(http, step)
-                if before_send is not None:
-                    before_send()
-                    before_send = None
+                if callbacks is not None and callbacks.before_send is not None:
+                    callbacks.before_send()
                 try:
                     outcome = await http.send(request)
                 except Exception as exc:  # the request may have left: _attempts decides what it means
@@ -778,7 +813,7 @@ class AsyncWhatsInfinityClient(_ClientBase):
         *,
         typing: bool = False,
         dry_run: bool = False,
-        before_send: Callable[[], None] | None = None,
+        callbacks: SendCallbacks | None = None,
     ) -> SendResult:
         """
         Send a text message.
@@ -787,9 +822,9 @@ class AsyncWhatsInfinityClient(_ClientBase):
         :param message: The text, at most 65000 characters.
         :param typing: Show a typing indicator briefly before the message.
         :param dry_run: Only validate the message; nothing is sent.
-        :param before_send: Called once, right before the request goes on the wire.
+        :param callbacks: See :class:`SendCallbacks`.
         """
-        return await self._run(self._send_text(to, message, typing, dry_run), before_send)
+        return await self._run(self._send_text(to, message, typing, dry_run), callbacks)
 
     async def send_media(
         self,
@@ -800,7 +835,7 @@ class AsyncWhatsInfinityClient(_ClientBase):
         caption: str | None = None,
         file_name: str | None = None,
         dry_run: bool = False,
-        before_send: Callable[[], None] | None = None,
+        callbacks: SendCallbacks | None = None,
     ) -> SendResult:
         """
         Send an image, video, audio file or document from a public URL.
@@ -812,7 +847,7 @@ class AsyncWhatsInfinityClient(_ClientBase):
         :param caption: Caption for images, videos and documents.
         :param file_name: File name shown for a document, such as ``invoice.pdf``.
         :param dry_run: Only validate the message; nothing is sent.
-        :param before_send: Called once, right before the request goes on the wire.
+        :param callbacks: See :class:`SendCallbacks`.
         """
         call = self._send_media(to, url, media_type, caption, file_name, dry_run)
-        return await self._run(call, before_send)
+        return await self._run(call, callbacks)

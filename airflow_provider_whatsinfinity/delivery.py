@@ -11,6 +11,14 @@ The record is kept in the task's ``task_state_store`` (Airflow 3.3+), which live
 one task instance, under :attr:`DeliveryRecord.KEY`. It is keyed by the normalized number, not by
 list position: a retry that gets the list in another order (``list(set(...))`` parsed again with
 another hash seed) still skips exactly the people already served.
+
+A list that went out in full is not forgotten inside ``execute``: the task can still fail after it
+(pushing the XCom, ``post_execute``, a killed worker), and its retry must not send again. It is
+stamped *complete* with the task instance's ``max_tries`` instead, which retries keep and a user's
+clear changes: a clear starts a new record, so that clearing a task sends again.
+
+The record fails closed: a value it cannot read stops the task, and an entry it cannot read counts
+as *unknown*, never as "not started".
 """
 
 from __future__ import annotations
@@ -19,6 +27,7 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
+from airflow_provider_whatsinfinity._compat import AirflowFailException
 from airflow_provider_whatsinfinity.validation import normalize_phone
 
 if TYPE_CHECKING:
@@ -59,22 +68,23 @@ def plan_sends(recipients: Sequence[str | int]) -> tuple[list[PlannedSend], list
     :param recipients: The numbers as given.
     :return: The sends in the order of their first position, and one note per merged number.
     """
-    digits = [normalize_phone(recipient) for recipient in recipients]
-    spellings = [str(recipient).strip() for recipient in recipients]
     seen: Counter[tuple[str, str]] = Counter()
     positions: dict[tuple[str, int], list[int]] = {}
-    for position, (number, spelling) in enumerate(zip(digits, spellings, strict=True)):
+    written: dict[str, dict[str, None]] = {}  # number -> its spellings, in list order
+    for position, recipient in enumerate(recipients):
+        number, spelling = normalize_phone(recipient), str(recipient).strip()
         seen[number, spelling] += 1
         positions.setdefault((number, seen[number, spelling]), []).append(position)
+        written.setdefault(number, {})[spelling] = None
     sends = sorted(
         (PlannedSend(number, occurrence, tuple(where)) for (number, occurrence), where in positions.items()),
         key=lambda send: send.positions[0],
     )
-    notes = []
-    for number in dict.fromkeys(digits):
-        written = sorted({spellings[i] for i, d in enumerate(digits) if d == number})
-        if len(written) > 1:
-            notes.append(f"{' and '.join(map(repr, written))} are the same number {number}: sent once")
+    notes = [
+        f"{' and '.join(map(repr, sorted(spellings)))} are the same number {number}: sent once"
+        for number, spellings in written.items()
+        if len(spellings) > 1
+    ]
     return sends, notes
 
 
@@ -86,6 +96,8 @@ class DeliveryRecord:
     memory only: it still guards one try, but not a retry.
 
     :param store: The task's ``task_state_store``, or ``None``.
+    :param run_stamp: What tells this run of the task instance from the next one a user's clear
+        starts: its ``max_tries`` (retries keep it, a clear changes it); ``None`` when unknown.
     """
 
     #: The ``task_state_store`` key of the record.
@@ -94,15 +106,27 @@ class DeliveryRecord:
     #: a retry after an upgrade still skips the recipients already sent.
     LEGACY_KEY = "whatsinfinity_accepted"
 
-    def __init__(self, store: Any | None) -> None:
+    def __init__(self, store: Any | None, run_stamp: int | None = None) -> None:
         self._store = store
-        self._entries: dict[str, dict[str, Any]] = {}
+        self._stamp = run_stamp
+        self._entries: dict[str, Any] = {}
         self._legacy = False
+        #: Whether an earlier try of this run sent the whole list.
+        self.completed = False
         if store is None:
             return
         stored = store.get(self.KEY)
-        if isinstance(stored, dict):
-            self._entries = {str(k): dict(v) for k, v in stored.items() if isinstance(v, dict)}
+        if stored is not None:
+            if not isinstance(stored, dict) or not isinstance(stored.get("sends"), dict):
+                raise AirflowFailException(
+                    f"The delivery record in task_state_store key {self.KEY!r} cannot be read "
+                    f"({type(stored).__name__}); nothing was sent, so that nobody gets a message twice. "
+                    "Inspect it, and delete the key to start the list afresh"
+                )
+            if "completed" in stored and (run_stamp is None or stored["completed"] != run_stamp):
+                stored = {"sends": {}}  # the list went out in full, and the task was cleared since
+            self._entries = dict(stored["sends"])
+            self.completed = "completed" in stored
         legacy = store.get(self.LEGACY_KEY)
         if isinstance(legacy, dict) and legacy:
             self._legacy = True
@@ -115,8 +139,12 @@ class DeliveryRecord:
 
         :param send: The send.
         """
-        state = self._entries.get(send.key, {}).get("state")
-        return state if state in ("pending", "sent", "unknown") else None
+        if send.key not in self._entries:
+            return None
+        entry = self._entries[send.key]
+        state = entry.get("state") if isinstance(entry, dict) else None
+        # Anything else was written by something we do not know: it may have gone out.
+        return state if state in ("pending", "sent") else "unknown"
 
     def result(self, send: PlannedSend) -> dict[str, Any] | None:
         """
@@ -124,7 +152,8 @@ class DeliveryRecord:
 
         :param send: The send.
         """
-        result = self._entries.get(send.key, {}).get("result")
+        entry = self._entries.get(send.key)
+        result = entry.get("result") if isinstance(entry, dict) else None
         return dict(result) if isinstance(result, dict) else None
 
     def mark_pending(self, send: PlannedSend) -> None:
@@ -160,14 +189,15 @@ class DeliveryRecord:
         """
         self._write(send, None)
 
-    def clear(self) -> None:
-        """Forget everything once the whole list went out: clearing the task later sends it again."""
-        self._entries.clear()
-        if self._store is not None:
-            self._store.delete(self.KEY)
-            if self._legacy:
-                self._store.delete(self.LEGACY_KEY)
-                self._legacy = False
+    def complete(self) -> None:
+        """
+        Record that the whole list went out, for this run of the task instance.
+
+        A retry of this run (the task failed after ``execute``) sends nobody again; a user's clear
+        starts a new run, and with it a new list.
+        """
+        self.completed = True
+        self._save()
 
     def _write(self, send: PlannedSend, entry: dict[str, Any] | None) -> None:
         if entry is None:
@@ -176,9 +206,15 @@ class DeliveryRecord:
             del self._entries[send.key]
         else:
             self._entries[send.key] = entry
+        self._save()
+
+    def _save(self) -> None:
         if self._store is None:
             return
-        self._store.set(self.KEY, self._entries)
+        value: dict[str, Any] = {"sends": self._entries}
+        if self.completed:
+            value["completed"] = self._stamp
+        self._store.set(self.KEY, value)
         if self._legacy:  # its entries live on under KEY now
             self._store.delete(self.LEGACY_KEY)
             self._legacy = False

@@ -10,7 +10,6 @@ from __future__ import annotations
 import math
 import re
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 
@@ -141,7 +140,7 @@ def check_number(value: Any, name: str, *, positive: bool = False) -> float:
     """
     try:
         number = float(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         number = math.nan
     if isinstance(value, bool) or not math.isfinite(number) or number < 0 or (positive and number == 0):
         wanted = "a positive" if positive else "a non-negative"
@@ -268,13 +267,13 @@ def redact_url(url: str) -> str:
     """
     Return a URL fit to show: any user name and password in it replaced by ``***``.
 
+    Done on the raw text, not on a parsed URL: a password with an unencoded ``/``, ``?`` or ``#``
+    would fool a parser into showing it. Everything between ``://`` and the last ``@`` goes (a path
+    with an ``@`` in it is hidden too, which is safe).
+
     :param url: The URL, as given.
     """
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return "<a URL that cannot be parsed>" if "@" in url else url
-    if "@" not in parts.netloc:
+    scheme, separator, rest = url.partition("://")
+    if not separator or "@" not in rest:
         return url
-    host = parts.netloc.rsplit("@", 1)[1]
-    return urlunsplit((parts.scheme, f"***@{host}", parts.path, parts.query, parts.fragment))
+    return f"{scheme}://***@{rest.rsplit('@', 1)[1]}"

@@ -4,7 +4,7 @@ A misbehaving reverse proxy in front of the emulator, over real HTTP on loopback
 It forwards every request to the emulator and passes the answer back, unless told otherwise for a
 path: ``lose_answer`` forwards the request (the service acts on it) and then answers a plain-text
 503, as a proxy whose upstream reset before the headers came back; ``refuse`` answers that 503
-without forwarding anything.
+without forwarding anything; ``answer`` gives any canned answer without forwarding.
 """
 
 from __future__ import annotations
@@ -33,17 +33,22 @@ class Proxy:
 
     def __init__(self, upstream: str) -> None:
         self.upstream = upstream
-        self.modes: dict[str, str] = {}
+        #: path -> (forward the request?, the canned answer's status, body and content type)
+        self.modes: dict[str, tuple[bool, int, bytes, str]] = {}
         self.forwarded: list[str] = []
         self.url = ""
 
     def lose_answer(self, path: str) -> None:
         """Forward requests to ``path``, then answer a plain 503 instead of the service's answer."""
-        self.modes[path] = "lose_answer"
+        self.modes[path] = (True, 503, PLAIN_503, "text/plain")
 
     def refuse(self, path: str) -> None:
         """Answer requests to ``path`` with a plain 503 and forward nothing."""
-        self.modes[path] = "refuse"
+        self.modes[path] = (False, 503, PLAIN_503, "text/plain")
+
+    def answer(self, path: str, status: int, body: bytes, content_type: str = "application/json") -> None:
+        """Answer requests to ``path`` with this, forwarding nothing (a captive portal, a gateway)."""
+        self.modes[path] = (False, status, body, content_type)
 
     def behave(self) -> None:
         """Forward everything faithfully again."""
@@ -60,7 +65,7 @@ def _handler(proxy: Proxy, client: httpx.Client) -> type[http.server.BaseHTTPReq
         def _any(self) -> None:
             body = self.rfile.read(int(self.headers.get("content-length") or 0))
             mode = next((m for p, m in proxy.modes.items() if self.path.startswith(p)), None)
-            if mode != "refuse":
+            if mode is None or mode[0]:
                 headers = {k: v for k, v in self.headers.items() if k.lower() not in ("host", "connection")}
                 answer = client.request(
                     self.command, proxy.upstream + self.path, content=body, headers=headers
@@ -69,7 +74,7 @@ def _handler(proxy: Proxy, client: httpx.Client) -> type[http.server.BaseHTTPReq
             if mode is None:
                 self._answer(answer.status_code, answer.content, answer.headers.get("content-type", ""))
             else:
-                self._answer(503, PLAIN_503, "text/plain")
+                self._answer(*mode[1:])
 
         def _answer(self, status: int, content: bytes, content_type: str) -> None:
             self.send_response(status)

@@ -21,13 +21,12 @@ from airflow_provider_whatsinfinity.get_provider_info import (
     UI_FIELD_BEHAVIOUR,
 )
 from airflow_provider_whatsinfinity.spec import DEFAULT_BASE_URL
-from airflow_provider_whatsinfinity.validation import check_number
+from airflow_provider_whatsinfinity.validation import check_number, redact_url
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
-
     from airflow.sdk import Connection
 
+    from airflow_provider_whatsinfinity.client import SendCallbacks
     from airflow_provider_whatsinfinity.models import SendResult, SessionStatus
 
 
@@ -207,7 +206,7 @@ class WhatsInfinityHook(BaseHook):
         *,
         typing: bool = False,
         dry_run: bool = False,
-        before_send: Callable[[], None] | None = None,
+        callbacks: SendCallbacks | None = None,
     ) -> SendResult:
         """
         Send a text message; see :meth:`WhatsInfinityClient.send_text`.
@@ -216,9 +215,10 @@ class WhatsInfinityHook(BaseHook):
         :param message: The text, at most 65000 characters (an emoji counts 2).
         :param typing: Show a typing indicator briefly before the message.
         :param dry_run: Only validate the message; nothing is sent.
-        :param before_send: Called once, right before the request goes on the wire.
+        :param callbacks: Told as each attempt goes on the wire or is refused; see
+            :class:`~airflow_provider_whatsinfinity.client.SendCallbacks`.
         """
-        return self.client.send_text(to, message, typing=typing, dry_run=dry_run, before_send=before_send)
+        return self.client.send_text(to, message, typing=typing, dry_run=dry_run, callbacks=callbacks)
 
     def send_media(
         self,
@@ -229,7 +229,7 @@ class WhatsInfinityHook(BaseHook):
         caption: str | None = None,
         file_name: str | None = None,
         dry_run: bool = False,
-        before_send: Callable[[], None] | None = None,
+        callbacks: SendCallbacks | None = None,
     ) -> SendResult:
         """
         Send an image, video, audio file or document from a public URL.
@@ -241,7 +241,8 @@ class WhatsInfinityHook(BaseHook):
         :param caption: Caption for images, videos and documents.
         :param file_name: File name shown for a document, such as ``invoice.pdf``.
         :param dry_run: Only validate the message; nothing is sent.
-        :param before_send: Called once, right before the request goes on the wire.
+        :param callbacks: Told as each attempt goes on the wire or is refused; see
+            :class:`~airflow_provider_whatsinfinity.client.SendCallbacks`.
         """
         return self.client.send_media(
             to,
@@ -250,7 +251,7 @@ class WhatsInfinityHook(BaseHook):
             caption=caption,
             file_name=file_name,
             dry_run=dry_run,
-            before_send=before_send,
+            callbacks=callbacks,
         )
 
     async def acheck_session(self) -> SessionStatus:
@@ -264,11 +265,11 @@ class WhatsInfinityHook(BaseHook):
         *,
         typing: bool = False,
         dry_run: bool = False,
-        before_send: Callable[[], None] | None = None,
+        callbacks: SendCallbacks | None = None,
     ) -> SendResult:
         """Asyncio twin of :meth:`send_text`; same parameters."""
         client = await self.get_async_client()
-        return await client.send_text(to, message, typing=typing, dry_run=dry_run, before_send=before_send)
+        return await client.send_text(to, message, typing=typing, dry_run=dry_run, callbacks=callbacks)
 
     async def asend_media(
         self,
@@ -279,7 +280,7 @@ class WhatsInfinityHook(BaseHook):
         caption: str | None = None,
         file_name: str | None = None,
         dry_run: bool = False,
-        before_send: Callable[[], None] | None = None,
+        callbacks: SendCallbacks | None = None,
     ) -> SendResult:
         """Asyncio twin of :meth:`send_media`; same parameters."""
         client = await self.get_async_client()
@@ -290,7 +291,7 @@ class WhatsInfinityHook(BaseHook):
             caption=caption,
             file_name=file_name,
             dry_run=dry_run,
-            before_send=before_send,
+            callbacks=callbacks,
         )
 
     def test_connection(self) -> tuple[bool, str]:
@@ -369,7 +370,16 @@ def base_url_of(connection: Connection) -> str:
             )
         host = f"{scheme}://{host}"
     parts = urlsplit(host)
-    if connection.port and parts.port is None and parts.hostname:
+    try:
+        port = parts.port
+    except ValueError:  # its text would quote what follows the ':', a password perhaps
+        raise ValidationError(
+            f"Connection {connection.conn_id!r}: the host {redact_url(host)!r} has a port that is not a "
+            "number (a password with ':' or '@' must be percent-encoded)"
+        ) from None
+    if parts.password:
+        mask_secret(parts.password)  # httpx sends it as basic auth; it must never reach a log
+    if connection.port and port is None and parts.hostname:
         netloc = f"{parts.netloc}:{connection.port}"
         host = urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
     return host.rstrip("/")

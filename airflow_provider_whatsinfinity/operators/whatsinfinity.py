@@ -21,15 +21,16 @@ from __future__ import annotations
 
 import ast
 import functools
+import time
 from collections.abc import Sequence
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from airflow.sdk import BaseOperator
 
-from airflow_provider_whatsinfinity._compat import AirflowFailException
+from airflow_provider_whatsinfinity._compat import AirflowException, AirflowFailException
 from airflow_provider_whatsinfinity.exceptions import OutcomeUnknownError, WhatsInfinityError
 from airflow_provider_whatsinfinity.get_provider_info import DEFAULT_CONN_ID
 
@@ -38,11 +39,12 @@ if TYPE_CHECKING:
 
     from airflow.sdk import Context
 
+    from airflow_provider_whatsinfinity.client import SendCallbacks
     from airflow_provider_whatsinfinity.hooks.whatsinfinity import WhatsInfinityHook
     from airflow_provider_whatsinfinity.models import SendResult
 
-    #: Sends one prepared message: ``(digits, before_send) -> SendResult``.
-    Sender = Callable[[str, Callable[[], None]], SendResult]
+    #: Sends one prepared message: ``(digits, callbacks) -> SendResult``.
+    Sender = Callable[[str, SendCallbacks], SendResult]
 
 #: The ``task_state_store`` key written by versions up to 0.1 (read once after an upgrade); the
 #: record now lives under :attr:`~airflow_provider_whatsinfinity.delivery.DeliveryRecord.KEY`.
@@ -50,6 +52,8 @@ ACCEPTED_KEY = "whatsinfinity_accepted"
 #: URL schemes of object stores whose fsspec filesystems can sign URLs. Anything else that is not
 #: http(s) is refused before any filesystem is opened (an ``ftp://`` URL must not start a connection).
 OBJECT_STORAGE_SCHEMES = frozenset({"s3", "s3a", "gs", "gcs", "az", "abfs", "abfss", "oci", "oss"})
+#: Longest wait, in seconds, before checking whether a rotate-key whose answer was lost took effect.
+ROTATION_SETTLE_MAX = 30.0
 #: How long a signed object-storage URL stays valid: long enough for a queued message to be fetched.
 SIGNED_URL_EXPIRY = timedelta(hours=24)
 
@@ -190,6 +194,7 @@ class _SendOperator(WhatsInfinityBaseOperator):
         concern the whole session or the service stop the list at once. After a fully successful run
         the record is cleared, so that clearing the task sends again.
         """
+        from airflow_provider_whatsinfinity.client import SendCallbacks
         from airflow_provider_whatsinfinity.delivery import DeliveryRecord, plan_sends
         from airflow_provider_whatsinfinity.exceptions import NotOnWhatsAppError, ValidationError
 
@@ -207,12 +212,20 @@ class _SendOperator(WhatsInfinityBaseOperator):
             send = self.prepare(dry_run)
         except WhatsInfinityError as error:  # a connection that cannot work: nothing was sent
             raise_for_task(error)
-        record = DeliveryRecord(None if dry_run else context.get("task_state_store"))
+        ti = context.get("ti")
+        record = DeliveryRecord(
+            None if dry_run else context.get("task_state_store"), getattr(ti, "max_tries", None)
+        )
 
         results: list[dict[str, Any]] = [{} for _ in recipients]
         problems: list[str] = []
         errors: list[WhatsInfinityError] = []
+        stopped: OutcomeUnknownError | None = None
         for number, planned in enumerate(sends, start=1):
+            if stopped is not None:
+                if record.state(planned) != "sent":
+                    problems.append(f"recipient {number} of {len(sends)} ({planned.digits}): not attempted")
+                continue
             where = f"recipient {number} of {len(sends)} ({planned.digits})"
             earlier = record.state(planned)
             if earlier == "sent":
@@ -222,12 +235,19 @@ class _SendOperator(WhatsInfinityBaseOperator):
                 problems.append(f"{where}: an earlier try may have sent it (outcome unknown); not sent again")
                 continue
             else:
+                callbacks = SendCallbacks(
+                    before_send=functools.partial(record.mark_pending, planned),
+                    on_refused=functools.partial(record.forget, planned),  # a wait after a certain refusal
+                )
                 try:
-                    result = send(planned.digits, functools.partial(record.mark_pending, planned)).to_dict()
+                    result = send(planned.digits, callbacks).to_dict()
                 except OutcomeUnknownError as error:
                     record.mark_unknown(planned)
                     problems.append(f"{where}: outcome unknown, not sent again: {error}")
                     errors.append(error)
+                    # The service's answers are being lost (a proxy, an outage): sending on would turn
+                    # everyone left into "unknown". Stop; they were certainly not sent.
+                    stopped = error
                     continue
                 except (NotOnWhatsAppError, ValidationError) as error:
                     record.forget(planned)  # refused, or never left: a later try may send it
@@ -252,10 +272,15 @@ class _SendOperator(WhatsInfinityBaseOperator):
         if problems:
             for problem in problems:
                 self.log.error("%s", problem)
-            raise AirflowFailException(
-                f"{len(problems)} of {len(sends)} recipients not sent: " + "; ".join(problems)
-            ) from (errors[0] if errors else None)
-        record.clear()  # done: clearing the task later means "send it again"
+            summary = f"{len(problems)} of {len(sends)} recipients not sent: " + "; ".join(problems)
+            if stopped is not None and any(p.endswith(": not attempted") for p in problems):
+                # Those not attempted were certainly not sent: Airflow's retries may send them (and
+                # never the one whose outcome is unknown).
+                raise AirflowException(
+                    f"{summary}. Stopped after an unknown outcome; a retry sends to those not attempted"
+                ) from stopped
+            raise AirflowFailException(summary) from (errors[0] if errors else None)
+        record.complete()  # a retry of this run sends nobody again; a clear of the task sends again
         return results if many else results[0]
 
 
@@ -303,8 +328,8 @@ class WhatsInfinitySendTextOperator(_SendOperator):
         hook = self.hook
         hook.get_conn()  # the connection is looked up now, before anyone is marked pending
 
-        def send(to: str, before_send: Callable[[], None]) -> SendResult:
-            return hook.send_text(to, self.message, typing=typing, dry_run=dry_run, before_send=before_send)
+        def send(to: str, callbacks: SendCallbacks) -> SendResult:
+            return hook.send_text(to, self.message, typing=typing, dry_run=dry_run, callbacks=callbacks)
 
         return send
 
@@ -376,7 +401,7 @@ class WhatsInfinitySendMediaOperator(_SendOperator):
         hook = self.hook
         hook.get_conn()  # the connection is looked up now, before anyone is marked pending
 
-        def send(to: str, before_send: Callable[[], None]) -> SendResult:
+        def send(to: str, callbacks: SendCallbacks) -> SendResult:
             return hook.send_media(
                 to,
                 url,
@@ -384,7 +409,7 @@ class WhatsInfinitySendMediaOperator(_SendOperator):
                 caption=self.caption or None,
                 file_name=self.file_name or None,
                 dry_run=dry_run,
-                before_send=before_send,
+                callbacks=callbacks,
             )
 
         return send
@@ -600,14 +625,20 @@ class WhatsInfinityRotateKeyOperator(WhatsInfinityBaseOperator):
 
         conn_id = self.whatsinfinity_conn_id
         lost = f"rotate-key's answer was lost ({error})"
+        # A request that timed out may still be on its way or being handled: give it the time it was
+        # allowed before asking whether it landed.
+        waited = min(self.hook.get_conn().timeout, ROTATION_SETTLE_MAX)
+        time.sleep(waited)
+        checked = f"as of {datetime.now(timezone.utc):%H:%M:%S} UTC, {waited:g} s after the rotation"
         try:
             status = self.hook.check_session()
         except AuthenticationError:
             return (
-                f"{lost}, and the service now refuses the old key of connection {conn_id!r}: it changed the "
-                "key and the new one never reached Airflow. The session cannot be used or managed with any "
-                "key Airflow has. Ask WhatsInfinity support to reset the session's key (quote the "
-                "requestId above), or create a new session under a new session ID and link it again"
+                f"{lost}, and {checked} the service refuses the old key of connection {conn_id!r}: it "
+                "changed the key and the new one never reached Airflow. The session cannot be used or "
+                "managed with any key Airflow has. Ask WhatsInfinity support to reset the session's key "
+                "(quote the requestId above), or create a new session under a new session ID and link it "
+                "again"
             )
         except WhatsInfinityError as probe:
             return (
@@ -617,7 +648,7 @@ class WhatsInfinityRotateKeyOperator(WhatsInfinityBaseOperator):
                 "support to reset it, or create a new session under a new session ID"
             )
         return (
-            f"{lost}, but the old key of connection {conn_id!r} still works (session {status.session_id} "
-            f"is {status.status}): the key was not changed and the connection is untouched. Run the task "
-            "again once the service answers normally"
+            f"{lost}, but {checked} the old key of connection {conn_id!r} still works (session "
+            f"{status.session_id} is {status.status}): the key was not changed and the connection is "
+            "untouched. Check once more with `airflow connections test` before you run the task again"
         )

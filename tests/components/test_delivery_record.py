@@ -7,14 +7,16 @@ A try is one ``execute`` with the task's ``task_state_store`` (a dict-backed sta
 
 from __future__ import annotations
 
+import signal
 from typing import Any
 
 import fsspec
 import pytest
-from airflow.sdk.exceptions import AirflowFailException
+from airflow.sdk.exceptions import AirflowException, AirflowFailException
 from fsspec.implementations.memory import MemoryFileSystem
 from structlog.testing import capture_logs
 
+from airflow_provider_whatsinfinity.client import RetrySettings
 from airflow_provider_whatsinfinity.exceptions import QueueFullError
 from airflow_provider_whatsinfinity.operators.whatsinfinity import (
     WhatsInfinityRotateKeyOperator,
@@ -41,15 +43,23 @@ class Store:
 
     def set(self, key: str, value: Any) -> None:
         self.values[key] = value
-        self.writes.append({k: v.get("state") for k, v in value.items()})
+        written = {k: v.get("state") if isinstance(v, dict) else v for k, v in value["sends"].items()}
+        self.writes.append({**written, "completed": value["completed"]} if "completed" in value else written)
 
     def delete(self, key: str) -> None:
         self.values.pop(key, None)
 
 
-def send(store: Store, to: Any, message: str = "hello", **kwargs: Any) -> Any:
+class TI:
+    """The one field of the task instance the record reads: max_tries, kept by retries, changed by a clear."""
+
+    def __init__(self, max_tries: int = 3) -> None:
+        self.max_tries = max_tries
+
+
+def send(store: Store, to: Any, message: str = "hello", ti: TI | None = None, **kwargs: Any) -> Any:
     operator = WhatsInfinitySendTextOperator(task_id="send", to=to, message=message, **kwargs)
-    return operator.execute({"task_state_store": store})  # type: ignore[typeddict-item]
+    return operator.execute({"task_state_store": store, "ti": ti or TI()})  # type: ignore[typeddict-item]
 
 
 def delivered(emulator) -> list[str]:
@@ -64,21 +74,32 @@ def test_each_recipient_is_marked_pending_as_its_request_leaves(hook, linked):
         {PHONE: "sent"},
         {PHONE: "sent", OTHER: "pending"},
         {PHONE: "sent", OTHER: "sent"},
+        {PHONE: "sent", OTHER: "sent", "completed": 3},  # stamped with the run's max_tries
     ]
-    assert store.values == {}  # cleared after a full success
 
 
 def test_clearing_a_successful_task_sends_again(hook, linked):
     store = Store()
-    send(store, [PHONE], "v1")
-    send(store, [PHONE], "v2")
+    send(store, [PHONE], "v1", ti=TI(max_tries=3))
+    send(store, [PHONE], "v2", ti=TI(max_tries=4))  # a clear sets max_tries = try_number + retries
     assert [m["message"] for m in linked.outbox()] == ["v1", "v2"]
+
+
+def test_a_task_that_fails_after_sending_everything_sends_nobody_again_on_retry(hook, linked):
+    # execute returned, then post_execute or the XCom push failed: Airflow retries the same run.
+    store = Store()
+    first = send(store, [PHONE, OTHER], "v1")
+    again = send(store, [PHONE, OTHER], "v1")
+    assert delivered(linked) == [PHONE, OTHER]
+    assert again == first  # the retry reports what the first try sent
 
 
 def test_a_retry_skips_what_was_sent_and_reports_what_may_have_been(hook, linked):
     store = Store()
     sent = {"message_id": "3EB0EARLIER", "queued": False, "dry_run": False, "request_id": "r", "to": PHONE}
-    store.values[RECORD_KEY] = {PHONE: {"state": "sent", "result": sent}, OTHER: {"state": "pending"}}
+    store.values[RECORD_KEY] = {
+        "sends": {PHONE: {"state": "sent", "result": sent}, OTHER: {"state": "pending"}}
+    }
     with pytest.raises(AirflowFailException, match="may have sent it") as raised:
         send(store, [PHONE, OTHER, THIRD])
     assert "1 of 3 recipients not sent" in str(raised.value)
@@ -206,7 +227,7 @@ def test_a_record_written_before_the_upgrade_is_still_honoured(hook, linked):
         send(store, [OTHER, THIRD, PHONE])
     assert delivered(linked) == [THIRD]
     assert "whatsinfinity_accepted" not in store.values  # read once, carried over
-    assert store.values[RECORD_KEY][PHONE]["state"] == "sent"
+    assert store.values[RECORD_KEY]["sends"][PHONE]["state"] == "sent"
 
 
 # Through a proxy that loses answers ----------------------------------------------------------
@@ -242,7 +263,9 @@ def test_an_operator_closes_its_connection_pool_when_done(hook, linked):
 
 def rotate(stored: list[str]) -> None:
     operator = WhatsInfinityRotateKeyOperator(
-        task_id="rotate", store_new_key=lambda key, ctx: stored.append(key)
+        task_id="rotate",
+        store_new_key=lambda key, ctx: stored.append(key),
+        hook_params={"timeout": 1},  # the operator waits this long before checking the old key
     )
     operator.execute({})
 
@@ -255,7 +278,7 @@ def test_a_lost_rotation_that_took_effect_says_the_key_is_lost_and_how_to_recove
         rotate(stored)
     text = str(raised.value)
     assert "answer was lost" in text
-    assert "now refuses the old key" in text
+    assert "the service refuses the old key" in text
     assert "create a new session under a new session ID" in text
     assert stored == []
     assert KEY not in text
@@ -273,3 +296,87 @@ def test_a_lost_rotation_that_never_arrived_leaves_the_session_usable(linked, pr
     rotate(stored)  # the task run again: the session was never locked out
     assert len(stored) == 1
     assert linked.outbox() == []
+
+
+# A mark that outlives its request; a record that cannot be read; answers being lost ---------------
+
+
+class Timeout(Exception):
+    """Stands in for AirflowTaskTimeout, raised by a signal wherever the task happens to be."""
+
+
+@pytest.fixture
+def task_timeout():
+    """Arm a timer that raises Timeout in the main thread, as execution_timeout does."""
+
+    def handler(signum, frame):
+        raise Timeout("execution_timeout")
+
+    previous = signal.signal(signal.SIGALRM, handler)
+    yield lambda seconds: signal.setitimer(signal.ITIMER_REAL, seconds)
+    signal.setitimer(signal.ITIMER_REAL, 0)
+    signal.signal(signal.SIGALRM, previous)
+
+
+@pytest.mark.parametrize("fault", [{"status": 429}, {"status": 503}], ids=["rate limited", "queue full"])
+def test_a_task_timeout_while_waiting_out_a_refusal_loses_nobody(hook, linked, task_timeout, fault):
+    store = Store()
+    linked.add_fault("/send", "status", times=1, retryAfter=5, **fault)  # the client waits ~5 s or backs off
+    slow_backoff = {"retry": RetrySettings(backoff_base=5, backoff_max=5)}
+    hook_params = slow_backoff if fault["status"] == 503 else {}
+    task_timeout(0.5)
+    with pytest.raises(Timeout):
+        send(store, [PHONE], hook_params=hook_params)
+    assert linked.outbox() == []  # the service only ever refused it
+    send(store, [PHONE])  # the retry: it was certainly not sent, so it is sent now
+    assert delivered(linked) == [PHONE]
+
+
+def test_an_unreadable_record_stops_the_task_before_any_send(hook, linked):
+    store = Store()
+    store.values[RECORD_KEY] = '{"sends": {}}'  # a backend that hands back text
+    with pytest.raises(AirflowFailException, match="cannot be read"):
+        send(store, [PHONE])
+    assert linked.requests("/send") == []
+
+
+@pytest.mark.parametrize("entry", ["pending", {"state": "in_flight"}, {"state": None}, {}])
+def test_an_entry_that_cannot_be_read_counts_as_maybe_sent(hook, linked, entry):
+    store = Store()
+    store.values[RECORD_KEY] = {"sends": {PHONE: entry}}
+    with pytest.raises(AirflowFailException, match="may have sent it"):
+        send(store, [PHONE, OTHER])
+    assert delivered(linked) == [OTHER]
+
+
+def test_answers_being_lost_stop_the_list_and_a_retry_sends_the_rest(linked, proxy, monkeypatch):
+    monkeypatch.setenv("AIRFLOW_CONN_WHATSINFINITY_DEFAULT", connection_json(proxy.url))
+    proxy.answer("/send", 502, b"<html>Bad Gateway</html>", "text/html")  # an outage at the gateway
+    store = Store()
+    with pytest.raises(AirflowException, match="a retry sends to those not attempted") as raised:
+        send(store, [PHONE, OTHER, THIRD])
+    assert not isinstance(raised.value, AirflowFailException)  # Airflow's retries apply
+    assert proxy.forwarded == []
+    proxy.behave()
+    with pytest.raises(AirflowFailException, match="1 of 3 recipients not sent"):
+        send(store, [PHONE, OTHER, THIRD])  # the retry
+    assert delivered(linked) == [OTHER, THIRD]  # never the one whose outcome was unknown
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type"),
+    [
+        (b"{}", "application/json"),
+        (b'{"status": "ok"}', "application/json"),
+        (b"\x89PNG", "image/png"),
+        (b'{"success": true, "data": {"note": "no queued"}}', "application/json"),
+    ],
+    ids=["empty object", "other shape", "an image", "no queued flag"],
+)
+def test_a_2xx_that_is_not_the_apis_answer_is_not_a_delivery(linked, proxy, monkeypatch, body, content_type):
+    monkeypatch.setenv("AIRFLOW_CONN_WHATSINFINITY_DEFAULT", connection_json(proxy.url))
+    proxy.answer("/send", 200, body, content_type)
+    store = Store()
+    with pytest.raises(AirflowFailException, match="outcome unknown"):
+        send(store, [PHONE])
+    assert store.values[RECORD_KEY]["sends"][PHONE]["state"] == "unknown"

@@ -270,3 +270,38 @@ def test_a_sensor_with_a_key_http_cannot_carry_fails_at_once_instead_of_polling(
     with pytest.raises(AirflowFailException, match="Invalid API key") as raised:
         WhatsInfinitySessionReadySensor(task_id="wait").poke({})
     assert secret not in str(raised.value)
+
+
+@pytest.mark.parametrize("password", ["s3cr#t", "pa/ss", "p?ss", "p@ss:word"])
+def test_a_password_with_url_characters_never_reaches_an_error(linked, monkeypatch, password):
+    url = f"http://user:{password}@127.0.0.1:9"
+    with pytest.raises(ValidationError) as raised:
+        WhatsInfinityClient(session_id=SESSION, api_key=KEY, base_url=url + "?x")
+    assert password not in str(raised.value)
+    value = json.loads(connection_json(url)) | {"port": 8765}
+    monkeypatch.setenv("AIRFLOW_CONN_WHATSINFINITY_DEFAULT", json.dumps(value))
+    ok, message = WhatsInfinityHook().test_connection()
+    assert not ok
+    assert password not in message
+
+
+def test_a_number_too_large_for_a_float_is_refused_clearly(linked, monkeypatch):
+    value = json.loads(connection_json(linked.url)) | {"extra": {"timeout": 10**400}}
+    monkeypatch.setenv("AIRFLOW_CONN_WHATSINFINITY_DEFAULT", json.dumps(value))
+    with pytest.raises(ValidationError, match="extra 'timeout' must be a positive number"):
+        WhatsInfinityHook().check_session()
+
+
+def test_a_rotation_answered_without_its_new_key_is_outcome_unknown(linked, proxy):
+    proxy.answer(
+        "/rotate-key", 200, b'{"success": true, "requestId": "r-1", "data": {"sessionId": "mysession"}}'
+    )
+    with client_on(proxy.url) as client, pytest.raises(OutcomeUnknownError, match="without a new apiKey"):
+        client.rotate_key()
+
+
+def test_a_503_in_the_apis_shape_that_is_not_about_the_queue_is_outcome_unknown(linked, proxy):
+    body = b'{"success": false, "requestId": "r-2", "error": "Service Unavailable", "details": "maintenance"}'
+    proxy.answer("/send", 503, body)
+    with client_on(proxy.url) as client, pytest.raises(OutcomeUnknownError):
+        client.send_text(PHONE, "x")

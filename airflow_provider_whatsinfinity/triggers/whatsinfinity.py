@@ -100,5 +100,15 @@ class WhatsInfinitySessionReadyTrigger(BaseTrigger):
         left = self.timeout_at - time.time()
         if left <= 0:
             raise asyncio.TimeoutError
-        # A read-only call: cancelling it mid-flight changes nothing on the server.
-        return await asyncio.wait_for(hook.acheck_session(), timeout=left)
+        # Not asyncio.wait_for: before Python 3.12 it can swallow the trigger's own cancellation when
+        # the check finishes at that moment, and the trigger would then poll on forever. A read-only
+        # call cancelled mid-flight changes nothing on the server.
+        check = asyncio.ensure_future(hook.acheck_session())
+        try:
+            done, _ = await asyncio.wait({check}, timeout=left)
+        finally:
+            if not check.done():
+                check.cancel()
+        if not done:
+            raise asyncio.TimeoutError
+        return check.result()

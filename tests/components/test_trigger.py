@@ -104,3 +104,24 @@ def test_a_slow_check_does_not_outlast_the_timeout(conn):
     assert event["status"] == "timeout"
     # Within one poll (plus start-up slack), not after the 15 s answer or the 30 s request timeout.
     assert waited < 1 + 0.5 + 2, waited
+
+
+def test_many_triggers_stop_when_cancelled_mid_poll(conn):
+    # The triggerer cancels triggers all the time (a task cleared, a triggerer shutting down). A
+    # trigger that swallowed its cancellation would poll on forever and hold the triggerer.
+    conn.create_session(SESSION, KEY)  # never linked
+
+    async def run() -> list[Any]:
+        async def consume() -> None:
+            trigger = WhatsInfinitySessionReadyTrigger(poke_interval=0.01, timeout_at=time.time() + 600)
+            async for _ in trigger.run():
+                return
+
+        tasks = [asyncio.create_task(consume()) for _ in range(150)]
+        await asyncio.sleep(1.0)
+        for task in tasks:
+            task.cancel()
+        return await asyncio.wait_for(asyncio.gather(*tasks, return_exceptions=True), 20)
+
+    outcomes = asyncio.run(run())
+    assert all(isinstance(outcome, asyncio.CancelledError) for outcome in outcomes)

@@ -2,8 +2,9 @@
 Provider metadata that Airflow reads through the ``apache_airflow_provider`` entry point.
 
 This module stays light: Airflow imports it at start-up, before any hook. The connection form
-(``conn-fields`` and ``ui-field-behaviour``) is defined here, and the hook's pre-3.2 form methods are
-derived from the same constants so that the two can never disagree.
+(``conn-fields`` and ``ui-field-behaviour``) is defined here, from the defaults in
+:mod:`airflow_provider_whatsinfinity.spec`, and the hook's pre-3.2 form methods are derived from the
+same constants so that the two can never disagree.
 """
 
 from __future__ import annotations
@@ -11,13 +12,27 @@ from __future__ import annotations
 from typing import Any
 
 from airflow_provider_whatsinfinity import __version__
+from airflow_provider_whatsinfinity.spec import (
+    CONN_TYPE,
+    DEFAULT_BASE_URL,
+    DEFAULT_CONN_ID,
+    DEFAULT_MAX_RATE_LIMIT_WAIT,
+    DEFAULT_TIMEOUT,
+    MIN_API_KEY_LENGTH,
+)
 
-CONN_TYPE = "whatsinfinity"
-DEFAULT_CONN_ID = "whatsinfinity_default"
+# Re-exported: earlier versions defined these here.
+__all__ = [
+    "CONN_FIELDS",
+    "CONN_TYPE",
+    "DEFAULT_CONN_ID",
+    "DEFAULT_MAX_RATE_LIMIT_WAIT",
+    "DEFAULT_TIMEOUT",
+    "UI_FIELD_BEHAVIOUR",
+    "get_provider_info",
+]
+
 HOOK_CLASS = "airflow_provider_whatsinfinity.hooks.whatsinfinity.WhatsInfinityHook"
-
-DEFAULT_TIMEOUT = 30.0
-DEFAULT_MAX_RATE_LIMIT_WAIT = 120.0
 
 #: The connection's extras, as Airflow 3.2+ draws them in the connection form.
 CONN_FIELDS: dict[str, dict[str, Any]] = {
@@ -38,9 +53,9 @@ UI_FIELD_BEHAVIOUR: dict[str, Any] = {
     "hidden-fields": ["schema", "port", "extra"],
     "relabeling": {"host": "Base URL", "login": "Session ID", "password": "API key"},
     "placeholders": {
-        "host": "http://api.whatsinfinity.com",
+        "host": DEFAULT_BASE_URL,
         "login": "mysession",
-        "password": "the session's API key (16+ characters)",
+        "password": f"the session's API key ({MIN_API_KEY_LENGTH}+ characters)",
         "timeout": str(int(DEFAULT_TIMEOUT)),
         "max_rate_limit_wait": str(int(DEFAULT_MAX_RATE_LIMIT_WAIT)),
     },
@@ -57,7 +72,7 @@ def get_provider_info() -> dict[str, Any]:
         "integrations": [
             {
                 "integration-name": "WhatsInfinity",
-                "external-doc-url": "http://api.whatsinfinity.com",
+                "external-doc-url": DEFAULT_BASE_URL,
                 "tags": ["service"],
             }
         ],

@@ -1,16 +1,37 @@
 """
-Facts of the WhatsInfinity API doc that the client checks before sending and the emulator enforces.
+The one home of the WhatsInfinity API's facts and of our defaults.
 
-Kept in one place so that both sides read the same limits; nothing here does I/O.
+The facts of the API doc (limits, session states, media types) are what the client checks before
+sending and the emulator enforces; the defaults (connection type and ID, timeouts) are what the
+hook, operators, sensor, notifier and the connection form share. Kept in one place so that every
+side reads the same values; nothing here does I/O or imports Airflow.
 """
 
 from __future__ import annotations
 
 import re
 from pathlib import PurePosixPath
+from typing import Literal, get_args
 from urllib.parse import unquote, urlsplit
 
 DEFAULT_BASE_URL = "http://api.whatsinfinity.com"
+
+# Our defaults ----------------------------------------------------------------------------------
+
+#: The Airflow connection type.
+CONN_TYPE = "whatsinfinity"
+#: The connection every hook, operator, sensor and notifier uses unless told otherwise.
+DEFAULT_CONN_ID = "whatsinfinity_default"
+#: Seconds allowed for each request.
+DEFAULT_TIMEOUT = 30.0
+#: Most seconds one call spends waiting out 429s.
+DEFAULT_MAX_RATE_LIMIT_WAIT = 120.0
+
+# The API's facts -------------------------------------------------------------------------------
+
+#: A session's states, from creation to messaging (the doc's "Session Lifecycle").
+SessionState = Literal["qr", "pairing", "connecting", "active", "disconnected", "disabled"]
+SESSION_STATES: tuple[SessionState, ...] = get_args(SessionState)
 
 SESSION_ID_PATTERN = re.compile(r"[A-Za-z0-9_-]{1,64}")
 PHONE_PATTERN = re.compile(r"[0-9]{7,15}")
@@ -23,8 +44,12 @@ MAX_MESSAGE_LENGTH = 65000
 MAX_URL_LENGTH = 32768
 MAX_FILE_NAME_LENGTH = 255
 
+#: The explicit media kinds a send may name.
 MEDIA_KINDS = ("image", "video", "audio", "document")
-SEND_TYPES = ("text", "media", *MEDIA_KINDS)
+#: What a media send's ``type`` may be: ``media`` (detected from the URL's extension) or a kind.
+MEDIA_TYPES = ("media", *MEDIA_KINDS)
+#: Every ``type`` of ``POST /send``.
+SEND_TYPES = ("text", *MEDIA_TYPES)
 
 # Extension -> (kind, mimetype). Our own table: the stdlib's mimetypes reads /etc/mime.types and so
 # answers differently from one machine to the next.

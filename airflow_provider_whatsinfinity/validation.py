@@ -20,6 +20,7 @@ from airflow_provider_whatsinfinity.spec import (
     MAX_FILE_NAME_LENGTH,
     MAX_MESSAGE_LENGTH,
     MEDIA_KINDS,
+    MEDIA_TYPES,
     MIN_API_KEY_LENGTH,
     PHONE_PATTERN,
     SESSION_ID_PATTERN,
@@ -29,7 +30,6 @@ from airflow_provider_whatsinfinity.spec import (
     valid_http_url,
 )
 
-MEDIA_TYPES = ("media", *MEDIA_KINDS)
 # What people write around the digits of a phone number: a leading +, spaces, dashes, dots, brackets.
 _PHONE_DECORATION = re.compile(r"[\s\-.()]")
 _DIGITS = re.compile(r"[0-9]+")

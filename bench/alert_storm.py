@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any, cast
 from bench.common import (
     API_KEY,
     PHONE,
-    Emulator,
+    BenchEmulator,
     Outcome,
     Table,
     Target,
@@ -187,7 +187,7 @@ def run(*, runs: int = 2, rate_window: float = 2.0) -> Outcome:
     figures: dict[str, list[dict[str, Any]]] = {name: [] for name in SCENARIOS}
     with (
         timed(outcome),
-        Emulator(rate_limit=RATE_LIMIT, rate_window=rate_window, name=f"{NAME}.emulator") as emulator,
+        BenchEmulator(rate_limit=RATE_LIMIT, rate_window=rate_window, name=f"{NAME}.emulator") as emulator,
     ):
         env = {"AIRFLOW_CONN_WHATSINFINITY_DEFAULT": _connection(emulator.url, default_budget)}
         for _ in range(runs):
@@ -260,7 +260,7 @@ def run(*, runs: int = 2, rate_window: float = 2.0) -> Outcome:
     return outcome
 
 
-def _figures(emulator: Emulator, result: dict[str, Any]) -> dict[str, Any]:
+def _figures(emulator: BenchEmulator, result: dict[str, Any]) -> dict[str, Any]:
     """Count one storm's alerts in the outbox, and match the lost ones with the worker's ERROR lines."""
     outbox = emulator.outbox(SESSION)
     counts = Counter(run for message in outbox for run in RUN.findall(message["message"]))

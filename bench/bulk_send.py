@@ -19,7 +19,7 @@ from collections import Counter
 from typing import Any
 
 from bench.common import (
-    Emulator,
+    BenchEmulator,
     Outcome,
     Table,
     Target,
@@ -94,7 +94,7 @@ def run(*, runs: int = 2) -> Outcome:
     runs_figures: list[dict[str, Any]] = []
     with (
         timed(outcome),
-        Emulator(rate_limit=RATE_LIMIT, rate_window=RATE_WINDOW, name=f"{NAME}.emulator") as emulator,
+        BenchEmulator(rate_limit=RATE_LIMIT, rate_window=RATE_WINDOW, name=f"{NAME}.emulator") as emulator,
     ):
         env = {"AIRFLOW_CONN_WHATSINFINITY_DEFAULT": whatsinfinity_conn(emulator.url, SESSION)}
         for index in range(runs):

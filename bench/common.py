@@ -15,7 +15,6 @@ import json
 import math
 import os
 import platform
-import socket
 import subprocess
 import sys
 import tempfile
@@ -24,13 +23,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import httpx
+from airflow_provider_whatsinfinity.emulator.process import EmulatorProcess
 
 if TYPE_CHECKING:
     from collections.abc import Iterator, Sequence
-    from types import TracebackType
-
-    from typing_extensions import Self
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "bench" / "results"
@@ -159,13 +155,6 @@ def own_cpu_seconds() -> float:
     return times.user + times.system
 
 
-def free_port() -> int:
-    """Return a TCP port free on the loopback interface right now."""
-    with socket.socket() as sock:
-        sock.bind((LOOPBACK, 0))
-        return int(sock.getsockname()[1])
-
-
 def stop_process(process: subprocess.Popen[Any], grace: float = 10.0) -> None:
     """
     Stop a process this benchmark started: SIGTERM, then SIGKILL after ``grace`` seconds.
@@ -281,13 +270,16 @@ def worker_main(run: Any) -> None:
 # The emulator ------------------------------------------------------------------------------------
 
 
-class Emulator:
+class BenchEmulator(EmulatorProcess):
     """
-    The WhatsInfinity emulator in a process of its own, with a client for its control API.
+    The emulator as the benchmarks run it: a process of its own, pinned to the emulator's CPU.
+
+    No typing pause or reconnect delay, warnings only, its output in ``bench/results/<name>.log.tmp``,
+    and the benchmarks' :data:`API_KEY` for the sessions it creates.
 
     .. code-block:: python
 
-        with Emulator(rate_limit=100_000) as emulator:
+        with BenchEmulator(rate_limit=100_000) as emulator:
             emulator.create_session("bench", link=True)
 
     :param rate_limit: ``--rate-limit``.
@@ -295,6 +287,8 @@ class Emulator:
     :param options: More command-line options, such as ``["--auto-link", "1"]``.
     :param name: Name of its log file under ``bench/results`` (``<name>.log.tmp``).
     """
+
+    log_path: Path  # always set here
 
     def __init__(
         self,
@@ -304,113 +298,29 @@ class Emulator:
         options: Sequence[str] = (),
         name: str = "emulator",
     ) -> None:
-        self.port = free_port()
-        self.url = f"http://{LOOPBACK}:{self.port}"
-        self.cpu = emulator_cpu()
-        script = Path(sys.executable).with_name("whatsinfinity-emulator")
-        program = (
-            [str(script)]
-            if script.exists()
-            else [sys.executable, "-m", "airflow_provider_whatsinfinity.emulator"]
-        )
-        self.command = [
-            *program,
-            "--host",
-            LOOPBACK,
-            "--port",
-            str(self.port),
-            "--rate-limit",
-            str(rate_limit),
-            "--rate-window",
-            str(rate_window),
-            "--typing-delay",
-            "0",
-            "--connect-delay",
-            "0",
-            "--log-level",
-            "warning",
+        super().__init__(
+            *("--rate-limit", str(rate_limit), "--rate-window", str(rate_window)),
+            *("--typing-delay", "0", "--connect-delay", "0", "--log-level", "warning"),
             *options,
-        ]
-        self.log_path = RESULTS / f"{name}.log.tmp"
-        self.process: subprocess.Popen[bytes] | None = None
-        self.http = httpx.Client(base_url=self.url, timeout=30)
+            host=LOOPBACK,
+            log_path=RESULTS / f"{name}.log.tmp",
+            env=worker_env(),
+            cwd=REPO,
+        )
+        self.cpu = emulator_cpu()
 
-    def __enter__(self) -> Self:
+    def launch(self) -> subprocess.Popen[bytes]:
+        """Start the emulator, and pin it before it starts any thread of its own."""
         RESULTS.mkdir(parents=True, exist_ok=True)
-        with self.log_path.open("wb") as log:
-            self.process = subprocess.Popen(
-                self.command, cwd=REPO, env=worker_env(), stdout=log, stderr=subprocess.STDOUT
-            )
-        pin(self.process.pid, self.cpu)
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                self.http.get("/all-sessions", timeout=1)
-                return self
-            except httpx.TransportError:
-                if self.process.poll() is not None or time.monotonic() > deadline:
-                    self.__exit__(None, None, None)
-                    raise RuntimeError(f"The emulator did not start; see {self.log_path}") from None
-                time.sleep(0.1)
+        process = super().launch()
+        pin(process.pid, self.cpu)
+        return process
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.http.close()
-        if self.process is not None:
-            stop_process(self.process)
-
-    @property
-    def pid(self) -> int:
-        """The emulator's process id."""
-        assert self.process is not None, "the emulator is not running"
-        return self.process.pid
-
-    def call(self, method: str, path: str, **kwargs: Any) -> Any:
-        """
-        Make a request and return its ``data``; raise when it did not succeed.
-
-        :param method: HTTP method.
-        :param path: Path, such as ``/_emulator/outbox``.
-        :param kwargs: More ``httpx`` arguments (``json``, ``params``).
-        """
-        response = self.http.request(method, path, **kwargs)
-        body = response.json()
-        if not body.get("success"):
-            raise RuntimeError(f"{method} {path} failed with HTTP {response.status_code}: {body}")
-        return body["data"]
-
-    def create_session(self, session_id: str, api_key: str = API_KEY, *, link: bool = False) -> None:
-        """
-        Create a session (status ``qr``), and link it at once if asked.
-
-        :param session_id: The session's ID.
-        :param api_key: Its key.
-        :param link: Link it, as if its QR had been scanned.
-        """
-        self.call("POST", "/create-session", json={"sessionId": session_id, "apiKey": api_key})
-        if link:
-            self.link(session_id)
-
-    def link(self, session_id: str) -> None:
-        """Link a session as if its QR had been scanned. :param session_id: The session."""
-        self.call("POST", f"/_emulator/sessions/{session_id}/link")
-
-    def outbox(self, session_id: str | None = None) -> list[dict[str, Any]]:
-        """Return the delivered messages in delivery order. :param session_id: Only this session's."""
-        params = {"sessionId": session_id} if session_id else None
-        return list(self.call("GET", "/_emulator/outbox", params=params)["messages"])
-
-    def requests(self) -> list[dict[str, Any]]:
-        """Return the API requests the emulator saw (its log keeps the last 10000)."""
-        return list(self.call("GET", "/_emulator/requests")["requests"])
-
-    def reset(self) -> None:
-        """Forget every session, message, fault and request."""
-        self.call("POST", "/_emulator/reset")
+    def create_session(
+        self, session_id: str = "mysession", api_key: str = API_KEY, *, link: bool = False
+    ) -> dict[str, Any]:
+        """Create a session with the benchmarks' key; see :meth:`EmulatorControl.create_session`."""
+        return super().create_session(session_id, api_key, link=link)
 
 
 # Statistics --------------------------------------------------------------------------------------

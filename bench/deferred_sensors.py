@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 from bench.common import (
     API_KEY,
-    Emulator,
+    BenchEmulator,
     Outcome,
     Table,
     median,
@@ -131,16 +131,15 @@ class _LagMonitor:
 
 def _link_sessions(url: str, sessions: list[str], gap: float) -> list[dict[str, Any]]:
     """From a thread: link each session ``gap`` seconds after the previous one; record when."""
-    import httpx
+    from airflow_provider_whatsinfinity.emulator.control import EmulatorControl
 
     records = []
-    with httpx.Client(base_url=url, timeout=30) as client:
+    with EmulatorControl(url) as emulator:
         start = time.monotonic()
         for index, session in enumerate(sessions):
             time.sleep(max(0.0, start + index * gap - time.monotonic()))
             sent = time.monotonic()
-            response = client.post(f"/_emulator/sessions/{session}/link")
-            response.raise_for_status()
+            emulator.link(session)
             records.append({"session": session, "sent": sent, "answered": time.monotonic()})
     return records
 
@@ -381,7 +380,7 @@ def run(
         "link_gap": link_gap,
         "max_seconds": 120,
     }
-    with timed(outcome), Emulator(name=f"{NAME}.emulator") as emulator:
+    with timed(outcome), BenchEmulator(name=f"{NAME}.emulator") as emulator:
         env = {
             f"AIRFLOW_CONN_{conn_id(i).upper()}": whatsinfinity_conn(emulator.url, session_id(i))
             for i in range(triggers)

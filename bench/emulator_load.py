@@ -21,7 +21,7 @@ from bench.common import (
     API_KEY,
     LOOPBACK,
     PHONE,
-    Emulator,
+    BenchEmulator,
     Outcome,
     Table,
     median,
@@ -163,7 +163,7 @@ def run(*, seconds: float = 10.0, warmup: float = 1.0, concurrency: int = CONCUR
         "emulator": "whatsinfinity-emulator, separate process pinned to the other CPU, --log-level warning",
     }
     results: dict[str, dict[str, Any]] = {}
-    with timed(outcome), Emulator(name=f"{NAME}.emulator") as emulator:
+    with timed(outcome), BenchEmulator(name=f"{NAME}.emulator") as emulator:
         emulator.create_session(SESSION, link=True)
         for scenario in scenarios:
             config = {

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 from bench.common import (
     API_KEY,
     PHONE,
-    Emulator,
+    BenchEmulator,
     Outcome,
     Table,
     Target,
@@ -169,7 +169,7 @@ def run(*, rounds: int = 9, seconds: float = 0.5, max_calls: int = 20_000, cold_
         "bare_httpx": "httpx.Client keep-alive, same headers and JSON body, raise_for_status + .json()",
         "http_hook": "HttpHook(method=GET|POST, http_conn_id=bench_http).run(endpoint[, json=body]).json()",
     }
-    with timed(outcome), Emulator(name=f"{NAME}.emulator") as emulator:
+    with timed(outcome), BenchEmulator(name=f"{NAME}.emulator") as emulator:
         emulator.create_session(SESSION, link=True)
         http_conn = {"conn_type": "http", "host": emulator.url, "extra": {"x-api-key": API_KEY}}
         env = {

@@ -24,7 +24,7 @@ from bench.common import (
     API_KEY,
     LOOPBACK,
     PHONE,
-    Emulator,
+    BenchEmulator,
     Outcome,
     Table,
     Target,
@@ -149,7 +149,7 @@ def worker(config: dict[str, Any]) -> dict[str, Any]:
 
 def _scenario(options: list[str], config: dict[str, Any], timeout: float) -> dict[str, Any]:
     """Run the load generator against one fresh emulator; add what the emulator kept."""
-    with Emulator(options=options, name=f"{NAME}.emulator") as emulator:
+    with BenchEmulator(options=options, name=f"{NAME}.emulator") as emulator:
         emulator.create_session(SESSION, link=True)
         result = run_worker(
             "bench.state_file",

@@ -14,7 +14,6 @@ import hashlib
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -24,6 +23,8 @@ from typing import Any
 
 import httpx
 
+from airflow_provider_whatsinfinity.emulator.process import EmulatorProcess, free_port
+
 REPO = Path(__file__).resolve().parents[1]
 SESSION = "demo-session"
 API_KEY = "demo-session-key-0123"
@@ -32,12 +33,6 @@ DAGS = [
     ("example_whatsinfinity_sensor_gated", "deferrable sensor, then a text and a chart"),
     ("example_whatsinfinity_failure_alerts", "a failing task alerts the on-call phone"),
 ]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def wait_until_up(url: str, process: subprocess.Popen[bytes], what: str) -> None:
@@ -72,8 +67,10 @@ def main() -> int:
     work = Path(tempfile.mkdtemp(prefix="whatsinfinity-demo-"))
     reports = work / "reports"
     reports.mkdir()
-    emulator_port, files_port = free_port(), free_port()
-    emulator_url = f"http://127.0.0.1:{emulator_port}"
+    files_port = free_port()
+    emulator = EmulatorProcess(
+        *("--auto-link", "1", "--fetch-media", "--typing-delay", "0.3", "--log-level", "warning")
+    )
     env = {
         **os.environ,
         "AIRFLOW_HOME": str(work / "airflow"),
@@ -81,26 +78,15 @@ def main() -> int:
         "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "example_dags"),
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
         "AIRFLOW_CONN_WHATSINFINITY_DEFAULT": json.dumps(
-            {"conn_type": "whatsinfinity", "host": emulator_url, "login": SESSION, "password": API_KEY}
+            {"conn_type": "whatsinfinity", "host": emulator.url, "login": SESSION, "password": API_KEY}
         ),
     }
     airflow = str(Path(sys.executable).with_name("airflow"))
-    services = []
+    files: subprocess.Popen[bytes] | None = None
     failed = []
     try:
-        print(f"Emulator on {emulator_url} (auto-link after 1 s, media downloaded and fingerprinted)")
-        options = ["--auto-link", "1", "--fetch-media", "--typing-delay", "0.3", "--log-level", "warning"]
-        emulator = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "airflow_provider_whatsinfinity.emulator",
-                "--port",
-                str(emulator_port),
-                *options,
-            ]
-        )
-        services.append(emulator)
+        print(f"Emulator on {emulator.url} (auto-link after 1 s, media downloaded and fingerprinted)")
+        emulator.launch()
         print(f"Report files served from {reports} on http://127.0.0.1:{files_port}")
         files = subprocess.Popen(
             [
@@ -116,12 +102,13 @@ def main() -> int:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
-        services.append(files)
-        wait_until_up(f"{emulator_url}/all-sessions", emulator, "The emulator")
+        try:
+            emulator.wait_until_ready()
+        except RuntimeError as exc:
+            raise SystemExit(str(exc)) from None
         wait_until_up(f"http://127.0.0.1:{files_port}/", files, "The file server")
 
-        created = httpx.post(f"{emulator_url}/create-session", json={"sessionId": SESSION, "apiKey": API_KEY})
-        status = created.json()["data"]["status"]
+        status = emulator.create_session(SESSION, API_KEY)["status"]
         print(f"Session {SESSION!r} created: {status} (the phone scans it in a second)")
 
         print(f"Airflow home {work / 'airflow'}: migrating its database...")
@@ -148,7 +135,7 @@ def main() -> int:
                     print(f"   | {line}")
             print(f"   log: {log}")
 
-        outbox = httpx.get(f"{emulator_url}/_emulator/outbox").json()["data"]["messages"]
+        outbox = emulator.outbox()
         show_outbox(outbox)
         ids = [m["messageId"] for m in outbox]
         if len(ids) != len(set(ids)):
@@ -160,13 +147,15 @@ def main() -> int:
         else:
             print(f"  ({len(fetched)} media messages: sha256 matches the files served)")
     finally:
-        for service in services:
-            service.terminate()
-        for service in services:
+        if files is not None:
+            files.terminate()
+        emulator.stop()
+        emulator.close()
+        if files is not None:
             try:
-                service.wait(timeout=10)
+                files.wait(timeout=10)
             except subprocess.TimeoutExpired:
-                service.kill()
+                files.kill()
     if failed:
         print(f"\nDemo failed: {', '.join(failed)}. Logs are in {work}")
         return 1

@@ -8,25 +8,18 @@ message with a dry run, send it, and show what the emulated phone received.
 from __future__ import annotations
 
 import json
-import socket
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
 import httpx
 
+from airflow_provider_whatsinfinity.emulator.process import EmulatorProcess
+
 SESSION = "mysession"
 API_KEY = "demo-session-api-key"
 PHONE = "919999999999"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def show(step: str, response: httpx.Response) -> dict[str, Any]:
@@ -42,24 +35,17 @@ def show(step: str, response: httpx.Response) -> dict[str, Any]:
 
 
 def main() -> int:
-    port = free_port()
-    base_url = f"http://127.0.0.1:{port}"
-    command = [sys.executable, "-m", "airflow_provider_whatsinfinity.emulator", "--port", str(port)]
-    command += ["--log-level", "warning", "--typing-delay", "0.5"]
-    print("Starting the emulator:", " ".join(command[1:]))
-    emulator = subprocess.Popen(command)
+    emulator = EmulatorProcess("--log-level", "warning", "--typing-delay", "0.5", start_timeout=20)
+    print("Starting the emulator:", " ".join([Path(emulator.command[0]).name, *emulator.command[1:]]))
     try:
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                httpx.get(f"{base_url}/all-sessions", timeout=1)
-                break
-            except httpx.TransportError:
-                if emulator.poll() is not None or time.monotonic() > deadline:
-                    print("The emulator did not start", file=sys.stderr)
-                    return 1
-                time.sleep(0.1)
-        with httpx.Client(base_url=base_url, headers={"x-api-key": API_KEY}, timeout=30) as api:
+        emulator.start()
+    except RuntimeError as exc:
+        print(exc, file=sys.stderr)
+        return 1
+    try:
+        # The raw requests and answers are the point here, so the walk-through does not use the
+        # emulator's control client: it shows each call, the control API's two included.
+        with httpx.Client(base_url=emulator.url, headers={"x-api-key": API_KEY}, timeout=30) as api:
             show(
                 "1. Create a session",
                 api.post("/create-session", json={"sessionId": SESSION, "apiKey": API_KEY}),
@@ -78,8 +64,8 @@ def main() -> int:
         print("\nDemo finished: every step succeeded.")
         return 0
     finally:
-        emulator.terminate()
-        emulator.wait(timeout=10)
+        emulator.stop()
+        emulator.close()
 
 
 if __name__ == "__main__":

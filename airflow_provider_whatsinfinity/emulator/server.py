@@ -1,4 +1,9 @@
-"""Run the emulator: in a background thread for tests, or in the foreground from the command line."""
+"""
+Serve the emulator with uvicorn.
+
+In a background thread of this process (:func:`run_emulator`), or in the foreground from the command
+line (:mod:`.cli`, through :func:`uvicorn_config`).
+"""
 
 from __future__ import annotations
 
@@ -8,12 +13,12 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any
 
-import httpx
 import uvicorn
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from airflow_provider_whatsinfinity.emulator.app import EmulatorApp
 from airflow_provider_whatsinfinity.emulator.config import EmulatorConfig
+from airflow_provider_whatsinfinity.emulator.control import EmulatorControl
 from airflow_provider_whatsinfinity.emulator.faults import TRANSPORT_EXTENSION
 
 if TYPE_CHECKING:
@@ -79,124 +84,21 @@ def uvicorn_config(app: EmulatorApp, *, host: str, port: int, log_level: str) ->
     )
 
 
-class RunningEmulator:
+class RunningEmulator(EmulatorControl):
     """
-    A running emulator: its URL and a client for its control API.
+    An emulator serving from a thread of this process.
+
+    Its URL, its settings, and the helpers of :class:`~.control.EmulatorControl` (``create_session``,
+    ``link``, ``outbox``, ``add_fault``, ...). :func:`run_emulator` starts one, and the
+    ``whatsinfinity_emulator`` pytest fixture yields one.
 
     :param url: Base URL of the emulated service, such as ``http://127.0.0.1:8765``.
     :param config: The settings it runs with.
     """
 
     def __init__(self, url: str, config: EmulatorConfig) -> None:
-        self.url = url
+        super().__init__(url)
         self.config = config
-        self._http = httpx.Client(base_url=url, timeout=30)
-
-    def __repr__(self) -> str:
-        return f"RunningEmulator(url={self.url!r})"
-
-    def close(self) -> None:
-        """Close the control client."""
-        self._http.close()
-
-    def _call(self, method: str, path: str, **kwargs: Any) -> Any:
-        response = self._http.request(method, path, **kwargs)
-        body = response.json()
-        if not body.get("success"):
-            raise RuntimeError(f"{method} {path} failed with {response.status_code}: {body}")
-        return body["data"]
-
-    def create_session(
-        self,
-        session_id: str = "mysession",
-        api_key: str = "your-session-api-key",
-        *,
-        link: bool = False,
-    ) -> dict[str, Any]:
-        """
-        Create a session through the public API, and link it if asked.
-
-        :param session_id: The session's ID.
-        :param api_key: The session's API key.
-        :param link: Link it at once, as if its QR had been scanned.
-        """
-        data: dict[str, Any] = self._call(
-            "POST", "/create-session", json={"sessionId": session_id, "apiKey": api_key}
-        )
-        if link:
-            data = self.link(session_id)
-        return data
-
-    def link(self, session_id: str = "mysession") -> dict[str, Any]:
-        """Link a session as if its QR had been scanned; its queue is delivered before this returns."""
-        data: dict[str, Any] = self._call("POST", f"/_emulator/sessions/{session_id}/link")
-        return data
-
-    def disconnect(self, session_id: str = "mysession") -> dict[str, Any]:
-        """Drop a session's connection: sends queue until it is linked again."""
-        data: dict[str, Any] = self._call("POST", f"/_emulator/sessions/{session_id}/disconnect")
-        return data
-
-    def disable(self, session_id: str = "mysession") -> dict[str, Any]:
-        """Disable a session: sends get 409 until it is restarted."""
-        data: dict[str, Any] = self._call("POST", f"/_emulator/sessions/{session_id}/disable")
-        return data
-
-    def set_warning(self, session_id: str = "mysession", warning: str | None = None) -> dict[str, Any]:
-        """Set or clear the warning check-session shows. :param session_id: Session. :param warning: Text."""
-        data: dict[str, Any] = self._call(
-            "POST", f"/_emulator/sessions/{session_id}/warning", json={"warning": warning}
-        )
-        return data
-
-    def mark_unregistered(self, *numbers: str) -> list[str]:
-        """Make sends to these numbers fail with 422, as for numbers not on WhatsApp."""
-        data = self._call("POST", "/_emulator/unregistered", json={"numbers": list(numbers)})
-        return list(data["unregistered"])
-
-    def outbox(self, session_id: str | None = None) -> list[dict[str, Any]]:
-        """
-        Return the delivered messages in delivery order.
-
-        :param session_id: Only this session's messages.
-        """
-        params = {"sessionId": session_id} if session_id else None
-        return list(self._call("GET", "/_emulator/outbox", params=params)["messages"])
-
-    def add_fault(self, path: str, mode: str, **options: Any) -> dict[str, Any]:
-        """
-        Inject a fault; see :class:`~airflow_provider_whatsinfinity.emulator.faults.Fault`.
-
-        :param path: Request path, such as ``/send``.
-        :param mode: ``status``, ``drop``, ``delay`` or ``after``.
-        :param options: ``status``, ``seconds``, ``then``, ``times``, ``rate``, ``method``,
-            ``retryAfter`` or ``seed``.
-        """
-        data: dict[str, Any] = self._call(
-            "POST", "/_emulator/faults", json={"path": path, "mode": mode, **options}
-        )
-        return data
-
-    def faults(self) -> list[dict[str, Any]]:
-        """Return the active faults with how often each matched and fired."""
-        return list(self._call("GET", "/_emulator/faults")["faults"])
-
-    def clear_faults(self) -> None:
-        """Stop injecting faults."""
-        self._call("DELETE", "/_emulator/faults")
-
-    def requests(self, path: str | None = None) -> list[dict[str, Any]]:
-        """
-        Return the API requests seen (control requests excluded), oldest first.
-
-        :param path: Only requests to this path.
-        """
-        seen = self._call("GET", "/_emulator/requests")["requests"]
-        return [r for r in seen if path is None or r["path"] == path]
-
-    def reset(self) -> None:
-        """Forget every session, message, fault and request; requests still in flight change nothing."""
-        self._call("POST", "/_emulator/reset")
 
 
 def _free_socket(host: str, port: int) -> socket.socket:

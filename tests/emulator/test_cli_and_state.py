@@ -8,18 +8,17 @@ import hashlib
 import http.server
 import json
 import signal
-import socket
 import subprocess
 import sys
 import threading
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import httpx
 import pytest
 
+from airflow_provider_whatsinfinity.emulator.process import EmulatorProcess, emulator_command, free_port
 from tests.conftest import KEY, PHONE, SESSION
 from tests.emulator.slow_media import slow_media_server
 
@@ -42,17 +41,6 @@ OPTIONS = [
 ]
 
 
-def emulator_command() -> list[str]:
-    return [str(CONSOLE_SCRIPT)] if CONSOLE_SCRIPT.exists() else list(MODULE_COMMAND)
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 def run_cli(*args: str, command: list[str] | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [*(command or emulator_command()), *args], capture_output=True, text=True, timeout=30, check=False
@@ -66,59 +54,36 @@ def answers(url: str) -> bool:
         return False
 
 
-@dataclass
-class EmulatorProcess:
-    process: subprocess.Popen[bytes]
-    url: str
-    log: Path
+class CliEmulator(EmulatorProcess):
+    """The command line emulator, logging at info level to a file, with a client on the default session."""
+
+    def __init__(self, log_path: Path, *options: str, port: int | None = None) -> None:
+        super().__init__("--log-level", "info", *options, port=port, log_path=log_path, start_timeout=20)
 
     def client(self) -> httpx.Client:
         return httpx.Client(base_url=self.url, headers={"x-api-key": KEY}, timeout=10)
 
-    def output(self) -> str:
-        return self.log.read_text(errors="replace")
-
-    def stop(self, sig: int = signal.SIGTERM) -> int:
-        if self.process.poll() is None:
-            self.process.send_signal(sig)
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=10)
-        return self.process.returncode
-
 
 @contextlib.contextmanager
-def emulator_process(tmp_path: Path, *options: str) -> Iterator[EmulatorProcess]:
+def emulator_process(tmp_path: Path, *options: str) -> Iterator[CliEmulator]:
     """Run the command line emulator on a free port until it answers; always stop it afterwards."""
-    running: EmulatorProcess | None = None
-    try:
-        for attempt in range(3):  # another process may take the free port before the emulator binds it
-            port = free_port()
-            log = tmp_path / f"emulator-{port}-{attempt}.log"
-            with log.open("wb") as out:
-                process = subprocess.Popen(
-                    [*emulator_command(), "--port", str(port), "--log-level", "info", *options],
-                    stdout=out,
-                    stderr=subprocess.STDOUT,
-                )
-            running = EmulatorProcess(process, f"http://127.0.0.1:{port}", log)
-            deadline = time.monotonic() + 20
-            while process.poll() is None and not answers(running.url):
-                if time.monotonic() > deadline:
-                    pytest.fail(f"the emulator did not start:\n{running.output()}")
-                time.sleep(0.05)
-            if process.poll() is None:
-                break
+    for attempt in range(3):  # another process may take the free port before the emulator binds it
+        port = free_port()
+        running = CliEmulator(tmp_path / f"emulator-{port}-{attempt}.log", *options, port=port)
+        try:
+            running.start()
+            break
+        except RuntimeError as exc:
+            running.close()
             if "address already in use" not in running.output().lower():
-                pytest.fail(f"the emulator exited with {process.returncode}:\n{running.output()}")
-        else:
-            pytest.fail("no free port for the emulator")
+                pytest.fail(f"{exc}:\n{running.output()}")
+    else:
+        pytest.fail("no free port for the emulator")
+    try:
         yield running
     finally:
-        if running is not None:
-            running.stop()
+        running.stop()
+        running.close()
 
 
 def send_text(client: httpx.Client, text: str) -> httpx.Response:
@@ -186,14 +151,9 @@ def test_bad_option_exits_non_zero_with_message(args: list[str], message: str):
 
 def test_port_above_65535_is_refused(tmp_path: Path):
     port = free_port()
-    log = tmp_path / "emulator.log"
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            [*emulator_command(), "--port", str(port + 65536), "--log-level", "info"],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    running = EmulatorProcess(process, f"http://127.0.0.1:{port}", log)
+    # Its URL points at the port asked for modulo 65536, where the later --port must not make it listen.
+    running = CliEmulator(tmp_path / "emulator.log", "--port", str(port + 65536), port=port)
+    process = running.launch()
     try:
         deadline = time.monotonic() + 10
         while process.poll() is None and time.monotonic() < deadline:
@@ -203,6 +163,7 @@ def test_port_above_65535_is_refused(tmp_path: Path):
         assert "--port" in running.output()
     finally:
         running.stop()
+        running.close()
 
 
 def test_every_option_reaches_the_emulator(tmp_path: Path):

@@ -19,19 +19,12 @@ import httpx
 import pytest
 
 from airflow_provider_whatsinfinity.emulator import run_emulator
+from airflow_provider_whatsinfinity.emulator.process import free_port
 from tests.conftest import KEY, PHONE, SESSION
-from tests.emulator.test_cli_and_state import (
-    check,
-    control,
-    emulator_process,
-    free_port,
-    outbox,
-    run_cli,
-    send_text,
-)
+from tests.emulator.test_cli_and_state import check, control, emulator_process, outbox, run_cli, send_text
 
 if TYPE_CHECKING:
-    from tests.emulator.test_cli_and_state import EmulatorProcess
+    from tests.emulator.test_cli_and_state import CliEmulator
 
 OPTIONS = ("--typing-delay", "0", "--rate-limit", "100000")
 
@@ -41,9 +34,9 @@ def hidden_leftovers(state: Path) -> list[str]:
     return sorted(p.name for p in state.parent.iterdir() if p.name.startswith(f".{state.name}."))
 
 
-def io_written(emulator: EmulatorProcess) -> int:
+def io_written(emulator: CliEmulator) -> int:
     """Bytes the emulator process has written so far, to files and sockets alike."""
-    for line in Path(f"/proc/{emulator.process.pid}/io").read_text().splitlines():
+    for line in Path(f"/proc/{emulator.pid}/io").read_text().splitlines():
         if line.startswith("wchar:"):
             return int(line.split()[1])
     raise AssertionError("no wchar in /proc/<pid>/io")

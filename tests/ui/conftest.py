@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -20,6 +19,8 @@ from typing import TYPE_CHECKING
 
 import httpx
 import pytest
+
+from airflow_provider_whatsinfinity.emulator.process import free_port
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -70,12 +71,6 @@ def browser() -> Iterator[Browser]:
             browser.close()
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def _tail(path: Path, lines: int = 40) -> str:
     return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
 
@@ -118,7 +113,7 @@ def airflow_api_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str
     )
     assert migrate.returncode == 0, f"airflow db migrate failed:\n{migrate.stdout}\n{migrate.stderr}"
 
-    port = _free_port()
+    port = free_port()
     url = f"http://127.0.0.1:{port}"
     log = home / "api-server.log"
     with log.open("wb") as log_file:

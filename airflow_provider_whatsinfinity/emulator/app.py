@@ -1,7 +1,7 @@
 """
 The emulator's HTTP face: the documented WhatsInfinity endpoints and the ``/_emulator`` control API.
 
-Bodies are read and checked in :mod:`.bodies`; the rules live in :mod:`.state`.
+Bodies are read and checked in :mod:`.bodies`; the rules live in :mod:`.service`.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from airflow_provider_whatsinfinity.emulator.bodies import (
 )
 from airflow_provider_whatsinfinity.emulator.faults import Fault, FaultInjector, FaultSpecError, error_title
 from airflow_provider_whatsinfinity.emulator.model import ApiError, Session, bad_request
-from airflow_provider_whatsinfinity.emulator.state import Emulator
+from airflow_provider_whatsinfinity.emulator.service import EmulatedService
 from airflow_provider_whatsinfinity.spec import MAX_API_KEY_LENGTH, MIN_API_KEY_LENGTH, PHONE_PATTERN
 
 if TYPE_CHECKING:
@@ -78,7 +78,7 @@ class EmulatorApp:
 
     def __init__(self, config: EmulatorConfig) -> None:
         self.config = config
-        self.emulator = Emulator(config)
+        self.service = EmulatedService(config)
         self.requests: deque[dict[str, Any]] = deque(maxlen=REQUEST_LOG_SIZE)
         self.api = self._build_api()
         self.faults = FaultInjector(self.api)
@@ -92,7 +92,7 @@ class EmulatorApp:
         state = scope.setdefault("state", {})
         state["request_id"] = request_id
         # Noted before any fault can delay it: after a reset this request must change nothing.
-        state["generation"] = self.emulator.generation
+        state["generation"] = self.service.in_flight.generation
         header = (b"x-request-id", request_id.encode())
         record: dict[str, Any] = {
             "method": scope["method"],
@@ -122,7 +122,7 @@ class EmulatorApp:
     # Routes ------------------------------------------------------------------------------------
 
     def _build_api(self) -> FastAPI:
-        emulator = self.emulator
+        emulator = self.service
 
         @asynccontextmanager
         async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -262,11 +262,11 @@ class EmulatorApp:
         """Read a request's JSON body, refusing it if the emulator was reset since the request arrived."""
         body = await read_json_object(request, self.config.max_body_bytes)
         # What follows changes state without waiting again: checking here is enough.
-        self.emulator.ensure_current(request.state.generation)
+        self.service.in_flight.ensure_current(request.state.generation)
         return body
 
     def _add_control_routes(self, api: FastAPI) -> None:
-        emulator = self.emulator
+        emulator = self.service
         body_of = self._body_of
 
         def session_of(session_id: str) -> Session:

@@ -1,7 +1,7 @@
 """
 The emulated service's plain data: sessions, messages, and the error every rule raises.
 
-Shared by the rules (:mod:`.state`), the state file (:mod:`.persistence`) and the HTTP face (:mod:`.app`).
+Shared by the rules (:mod:`.service`), the state file (:mod:`.persistence`) and the HTTP face (:mod:`.app`).
 """
 
 from __future__ import annotations

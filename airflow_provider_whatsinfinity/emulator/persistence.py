@@ -81,6 +81,19 @@ class NoStateFile:
         """Write the last snapshot and let go of the files."""
 
 
+def open_state(path: Path | None, world: World) -> NoStateFile:
+    """
+    Load what ``--state-file`` kept into the world, and return where its changes go from now on.
+
+    :param path: The ``--state-file``; ``None`` keeps everything in memory.
+    :param world: The emulated service's sessions, outbox and unregistered numbers, empty so far.
+    :raises RuntimeError: The file cannot be read or written; the message says which and why.
+    """
+    store = NoStateFile() if path is None else StateFile(path, world)
+    store.open()
+    return store
+
+
 class StateFile(NoStateFile):
     """
     A snapshot file and its journal, kept in step with an emulator's world.

@@ -1,26 +1,29 @@
 """
-The emulated WhatsInfinity world: sessions, their queues and rate windows, and the phones' outbox.
+The emulated WhatsInfinity service: sessions, their queues and rate windows, and the phones' outbox.
+
+This is the domain model and its rules, with no HTTP in it: :mod:`.app` and its routers translate
+requests into calls here, :mod:`.persistence` keeps what changes when there is a ``--state-file``.
 
 Everything here runs on the server's event loop, one coroutine at a time, so no locks guard the
 plain data; only delivery, which may wait for a typing indicator, is serialised per session.
 
 A request may outlive the world it started in: a reset, or its session deleted or replaced while it
 waited (on a delay fault, a typing pause, a media download). Whatever it would then change is
-refused: :attr:`Emulator.generation` answers "was there a reset since this request started?", and
-:meth:`Emulator._is_live` "is this still the session it authenticated as?" after every wait.
+refused: :class:`~.inflight.InFlight` answers "was there a reset since this request started?", and
+:meth:`EmulatedService._is_live` "is this still the session it authenticated as?" after every wait.
 """
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import math
 import secrets
 import time
 from typing import TYPE_CHECKING, Any
 
-import httpx
-
+from airflow_provider_whatsinfinity.emulator.inflight import InFlight
+from airflow_provider_whatsinfinity.emulator.linking import new_pairing_code, new_qr_value, qr_png
+from airflow_provider_whatsinfinity.emulator.media import MediaFetcher
 from airflow_provider_whatsinfinity.emulator.model import (
     ACTIVE,
     CONNECTING,
@@ -31,24 +34,23 @@ from airflow_provider_whatsinfinity.emulator.model import (
     ApiError,
     Message,
     Session,
-    bad_request,
     now_iso,
 )
-from airflow_provider_whatsinfinity.emulator.persistence import NoStateFile, StateFile
+from airflow_provider_whatsinfinity.emulator.persistence import open_state
+from airflow_provider_whatsinfinity.emulator.ratelimit import RateLimit
 
 if TYPE_CHECKING:
-    from collections.abc import Coroutine, Iterable
+    from collections.abc import Iterable
 
     from airflow_provider_whatsinfinity.emulator.config import EmulatorConfig
 
-PAIRING_ALPHABET = "ABCDEFGHJKLMNPQRSTVWXYZ0123456789"
 
-
-class Emulator:
+class EmulatedService:
     """
     The state and rules of one emulated WhatsInfinity service.
 
     :param config: How the service behaves.
+    :raises RuntimeError: The ``--state-file`` cannot be read or written; the message says why.
     """
 
     def __init__(self, config: EmulatorConfig) -> None:
@@ -56,12 +58,11 @@ class Emulator:
         self.sessions: dict[str, Session] = {}
         self.outbox: list[Message] = []
         self.unregistered: set[str] = set()
-        #: Counts resets. A request notes it when it arrives, and changes nothing once it has moved on.
-        self.generation = 0
-        self._tasks: set[asyncio.Task[None]] = set()
-        self._fetch_client: httpx.AsyncClient | None = None
-        self._store = NoStateFile() if config.state_file is None else StateFile(config.state_file, self)
-        self._store.open()
+        self.rate_limit = RateLimit(config.rate_limit, config.rate_window)
+        #: The reset generation, and the background work a reset or shutdown cancels.
+        self.in_flight = InFlight()
+        self._media = MediaFetcher(config.fetch_timeout, config.fetch_max_bytes)
+        self._store = open_state(config.state_file, self)
 
     # Session lifecycle -------------------------------------------------------------------------
 
@@ -105,7 +106,7 @@ class Emulator:
         if session.qr_value is None or time.monotonic() - session.qr_issued >= self.config.qr_ttl:
             self._new_qr(session)
         assert session.qr_value is not None
-        return _qr_png(session.qr_value)
+        return qr_png(session.qr_value)
 
     def qr_expires_in(self, session: Session) -> int:
         """Whole seconds until the session's current QR expires. :param session: The session."""
@@ -124,7 +125,7 @@ class Emulator:
             raise ApiError(
                 409, "Conflict", f"Session {session.session_id!r} is already linked; restart it with wipe"
             )
-        session.pairing_code = "".join(secrets.choice(PAIRING_ALPHABET) for _ in range(8))
+        session.pairing_code = new_pairing_code()
         session.status = PAIRING
         session.qr_value = None
         self._schedule_auto_link(session)
@@ -216,29 +217,13 @@ class Emulator:
 
     def reset(self) -> None:
         """Forget every session and message, and cut off whatever is still in flight."""
-        self.generation += 1
+        self.in_flight.cut_off()
         for session in self.sessions.values():
             session.cancel_timer()
-        for task in self._tasks:
-            task.cancel()
-        self._tasks.clear()
         self.sessions.clear()
         self.outbox.clear()
         self.unregistered.clear()
         self._store.compact()
-
-    def ensure_current(self, generation: int) -> None:
-        """
-        Refuse a request that started before the last reset.
-
-        :param generation: :attr:`generation` when the request arrived.
-        """
-        if generation != self.generation:
-            raise ApiError(
-                409,
-                "Conflict",
-                "The emulator was reset while this request was in flight; it was dropped and changed nothing",
-            )
 
     def check(self, session: Session) -> dict[str, Any]:
         """Return the documented check-session fields. :param session: The session."""
@@ -247,7 +232,7 @@ class Emulator:
             "isReady": session.is_ready,
             "hasQR": session.has_qr,
             "queueSize": len(session.queue),
-            "rateLimitRemaining": self.rate_limit_remaining(session),
+            "rateLimitRemaining": self.rate_limit.remaining(session),
             "lastActiveAt": session.last_active_at,
         }
         if session.warning:
@@ -259,13 +244,6 @@ class Emulator:
         return {"sessionId": session.session_id, **self.check(session), "createdAt": session.created_at}
 
     # Sending -----------------------------------------------------------------------------------
-
-    def rate_limit_remaining(self, session: Session) -> int:
-        """Messages the session may still send in its current window. :param session: It."""
-        # Reading must not start a window: a window starts with the first send counted in it.
-        if session.window_start is None or time.monotonic() - session.window_start >= self.config.rate_window:
-            return self.config.rate_limit
-        return self.config.rate_limit - session.window_count
 
     def refuse_if_unsendable(self, session: Session, to: str) -> None:
         """
@@ -292,22 +270,12 @@ class Emulator:
         :return: The ``data`` of the send's answer.
         """
         if message.url is not None and self.config.fetch_media:
-            await self._fetch(message)
+            message.size, message.sha256 = await self._media.fetch(message.url)
             self._ensure_live(session)
         # From here to the queue or outbox nothing awaits, so concurrent sends cannot overdraw the window.
-        self._roll_window(session)
-        if session.window_count >= self.config.rate_limit:
-            assert session.window_start is not None
-            retry_after = max(1, math.ceil(session.window_start + self.config.rate_window - time.monotonic()))
-            raise ApiError(
-                429,
-                "Rate limit exceeded",
-                "Too many requests",
-                extra={"retryAfter": retry_after},
-                headers={"Retry-After": str(retry_after)},
-            )
+        self.rate_limit.refuse_if_spent(session)
         if session.is_ready and not session.queue:
-            session.window_count += 1
+            self.rate_limit.count(session)
             await self._deliver(session, message)
             return {"queued": False, "messageId": message.message_id}
         if len(session.queue) >= self.config.queue_max:
@@ -317,13 +285,13 @@ class Emulator:
                 f"Message queue full: {len(session.queue)} messages wait for session "
                 f"{session.session_id!r} to reconnect; retry later",
             )
-        session.window_count += 1
+        self.rate_limit.count(session)
         message.queued = True
         session.queue.append(message)
         self._store.message_queued(message)
         if session.is_ready:
             # Active, but an earlier queue is still being delivered: this one goes out after it.
-            self._spawn(self.deliver_queue(session))
+            self.in_flight.spawn(self.deliver_queue(session))
         return {"queued": True, "messageId": message.message_id}
 
     async def deliver_queue(self, session: Session) -> None:
@@ -370,65 +338,18 @@ class Emulator:
                 "waited; it was not sent",
             )
 
-    async def _fetch(self, message: Message) -> None:
-        assert message.url is not None
-        timeout = self.config.fetch_timeout
-        try:
-            # The client's own timeout bounds each read; this bounds the whole download.
-            await asyncio.wait_for(self._download(message, message.url), timeout)
-        except asyncio.TimeoutError:
-            raise bad_request(
-                f"Could not fetch media from {message.url}: the download took longer than the "
-                f"{timeout:g} s fetch timeout"
-            ) from None
-
-    async def _download(self, message: Message, url: str) -> None:
-        if self._fetch_client is None:
-            self._fetch_client = httpx.AsyncClient(follow_redirects=True, timeout=self.config.fetch_timeout)
-        digest = hashlib.sha256()
-        size = 0
-        try:
-            async with self._fetch_client.stream("GET", url) as response:
-                if response.status_code >= 400:
-                    raise bad_request(
-                        f"Could not fetch media from {url}: HTTP {response.status_code}; "
-                        "the URL must be publicly accessible"
-                    )
-                async for chunk in response.aiter_bytes():
-                    size += len(chunk)
-                    if size > self.config.fetch_max_bytes:
-                        raise bad_request(
-                            f"Media at {url} is larger than {self.config.fetch_max_bytes} bytes"
-                        )
-                    digest.update(chunk)
-        except httpx.HTTPError as exc:
-            reason = str(exc) or type(exc).__name__
-            raise bad_request(f"Could not fetch media from {url}: {reason}") from exc
-        message.size = size
-        message.sha256 = digest.hexdigest()
-
     async def aclose(self) -> None:
         """Stop timers and deliveries, close the media downloader, write the state file one last time."""
         for session in self.sessions.values():
             session.cancel_timer()
-        for task in self._tasks:
-            task.cancel()
-        if self._fetch_client is not None:
-            await self._fetch_client.aclose()
+        self.in_flight.cancel()
+        await self._media.aclose()
         self._store.close()
 
     # Internals ---------------------------------------------------------------------------------
 
-    def _roll_window(self, session: Session) -> None:
-        now = time.monotonic()
-        if session.window_start is None or now - session.window_start >= self.config.rate_window:
-            session.window_start = now
-            session.window_count = 0
-
     def _new_qr(self, session: Session) -> None:
-        # Shaped like WhatsApp's own pairing payload: ref, public key, identity key, adv secret.
-        parts = [secrets.token_urlsafe(n) for n in (48, 32, 32, 24)]
-        session.qr_value = "2@" + ",".join(parts)
+        session.qr_value = new_qr_value()
         session.qr_issued = time.monotonic()
 
     def _show_qr(self, session: Session) -> None:
@@ -448,25 +369,19 @@ class Emulator:
         session = self.sessions.get(session_id)
         if session is not None and session.status in (QR, PAIRING):
             session.timer = None
-            self._spawn(self.link(session))
+            self.in_flight.spawn(self.link(session))
 
     def _connected(self, session_id: str) -> None:
         session = self.sessions.get(session_id)
         if session is not None and session.status == CONNECTING:
             session.timer = None
             self._activate(session)
-            self._spawn(self.deliver_queue(session))
+            self.in_flight.spawn(self.deliver_queue(session))
 
     def _activate(self, session: Session) -> None:
         session.status = ACTIVE
         session.last_active_at = now_iso()
         self._changed(session)
-
-    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
-        """Run background work that a reset or shutdown cancels."""
-        task = asyncio.get_running_loop().create_task(work)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
 
     async def resume(self) -> None:
         """Pick up after a restart: reconnect sessions that were connecting, deliver ready queues."""
@@ -481,13 +396,3 @@ class Emulator:
                 )
             elif session.is_ready and session.queue:
                 await self.deliver_queue(session)
-
-
-def _qr_png(value: str) -> bytes:
-    import io
-
-    import segno
-
-    buffer = io.BytesIO()
-    segno.make(value, error="m", micro=False).save(buffer, kind="png", scale=6, border=4)
-    return buffer.getvalue()

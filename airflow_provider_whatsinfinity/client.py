@@ -2,27 +2,11 @@
 A client for the WhatsInfinity API on httpx, with no Airflow in it.
 
 :class:`WhatsInfinityClient` and :class:`AsyncWhatsInfinityClient` share everything but the I/O:
-each API call is described once (:class:`_Call`), its answer parsed once, and its retries decided
-once, in a generator (:meth:`_ClientBase._attempts`) that asks its driver to send a request or to
-sleep. The sync driver uses ``httpx.Client`` and ``time.sleep``, the async one ``httpx.AsyncClient``
-and ``asyncio.sleep``.
-
-Retries never send a message twice:
-
-- 429: wait ``retryAfter`` (plus a little jitter) while the total wait stays within
-  ``max_rate_limit_wait``, then raise :class:`RateLimitedError`.
-- A request that never left (connect error, connect or pool timeout, a proxy refusing the
-  connection), the API's own "queue full" answer (a 503 to ``/send`` with the API's JSON error body),
-  and on read-only calls (check-session, QR, all-sessions, dry runs) any 5xx or timeout: exponential
-  backoff with full jitter, at most ``max_attempts`` attempts and no new attempt after
-  ``retry_deadline`` seconds.
-- A call that changes something and may have reached the server is never retried:
-  :class:`OutcomeUnknownError`. That is a read timeout, a dropped connection, any 5xx other than the
-  API's queue-full answer (a proxy's plain-text 503 can come after the service accepted the message),
-  and any unexpected error once the request was handed to the network.
-- A request that could not be built or was refused by the HTTP library before it left (a header or
-  body it cannot encode) is a :class:`ValidationError`: nothing was sent.
-- 400, 401, 404, 409, 422: never retried.
+each API call is described once (:class:`_Call`). Its answer is read in
+:mod:`~airflow_provider_whatsinfinity.answers`, and its retries are decided in
+:mod:`~airflow_provider_whatsinfinity.retries` (which never sends a message twice), by a generator
+that asks its driver to send a request or to sleep. The sync driver uses ``httpx.Client`` and
+``time.sleep``, the async one ``httpx.AsyncClient`` and ``asyncio.sleep``.
 
 Errors and log lines never show the API key or a URL's user name and password.
 """
@@ -31,9 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import logging
-import math
-import random
 import time
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -43,20 +24,10 @@ from urllib.parse import quote
 import httpx
 
 from airflow_provider_whatsinfinity import __version__
-from airflow_provider_whatsinfinity.exceptions import (
-    AuthenticationError,
-    ConflictError,
-    NotOnWhatsAppError,
-    OutcomeUnknownError,
-    QueueFullError,
-    RateLimitedError,
-    ServerError,
-    ServiceUnreachableError,
-    SessionNotFoundError,
-    ValidationError,
-    WhatsInfinityError,
-)
-from airflow_provider_whatsinfinity.models import SendResult, SessionStatus, text_or_none
+from airflow_provider_whatsinfinity.answers import _pairing_code, _result_of, _session_list
+from airflow_provider_whatsinfinity.exceptions import OutcomeUnknownError, ValidationError
+from airflow_provider_whatsinfinity.models import SendResult, SessionStatus
+from airflow_provider_whatsinfinity.retries import RetrySettings, _attempts, _Sleep
 from airflow_provider_whatsinfinity.validation import (
     check_api_key,
     check_file_name,
@@ -73,11 +44,22 @@ from airflow_provider_whatsinfinity.validation import (
 
 if TYPE_CHECKING:
     import ssl
-    from collections.abc import Callable, Generator
+    from collections.abc import Callable
 
     from typing_extensions import Self
 
-log = logging.getLogger(__name__)
+    from airflow_provider_whatsinfinity.answers import _Answer
+    from airflow_provider_whatsinfinity.retries import Outcome
+
+# What users import from here; RetrySettings lives with the retries.
+__all__ = [
+    "USER_AGENT",
+    "AsyncWhatsInfinityClient",
+    "RetrySettings",
+    "SendCallbacks",
+    "WhatsInfinityClient",
+    "ssl_context",
+]
 
 T = TypeVar("T")
 
@@ -85,9 +67,6 @@ T = TypeVar("T")
 READ = "read"
 CHANGE = "change"
 
-# Errors where the request certainly never reached the server. A ProxyError is a proxy's refusal to
-# open the tunnel; nothing was forwarded.
-NEVER_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.ProxyError)
 USER_AGENT = f"airflow-provider-whatsinfinity/{__version__}"
 HEADERS = {"user-agent": USER_AGENT, "accept": "application/json"}
 
@@ -101,32 +80,6 @@ def ssl_context() -> ssl.SSLContext:
     given one. Every hook, trigger and notifier in a process shares this one instead.
     """
     return httpx.create_ssl_context()
-
-
-@dataclass(frozen=True)
-class RetrySettings:
-    """
-    How hard a client tries before it gives up.
-
-    :param max_attempts: Attempts for errors retried with backoff (not 429s, which have their own budget).
-    :param backoff_base: First backoff ceiling in seconds; it doubles with each attempt.
-    :param backoff_max: Largest backoff ceiling in seconds.
-    :param retry_deadline: No backoff retry starts later than this many seconds after the first attempt.
-    :param max_rate_limit_wait: Most seconds spent waiting out 429s in one call.
-    """
-
-    max_attempts: int = 4
-    backoff_base: float = 0.5
-    backoff_max: float = 8.0
-    retry_deadline: float = 60.0
-    max_rate_limit_wait: float = 120.0
-
-    def __post_init__(self) -> None:
-        attempts = self.max_attempts
-        if isinstance(attempts, bool) or not isinstance(attempts, int) or attempts < 1:
-            raise ValidationError(f"max_attempts must be a whole number of at least 1, got {attempts!r}")
-        for name in ("backoff_base", "backoff_max", "retry_deadline", "max_rate_limit_wait"):
-            check_number(getattr(self, name), name)
 
 
 @dataclass(frozen=True)
@@ -159,30 +112,9 @@ class SendCallbacks:
     on_refused: Callable[[], None] | None = None
 
 
-@dataclass(frozen=True)
-class _Answer:
-    """A successful answer: its ``data`` (or raw bytes for the QR PNG) and its requestId."""
-
-    data: dict[str, Any]
-    request_id: str | None
-    content: bytes = b""
-
-
-@dataclass(frozen=True)
-class _Sleep:
-    seconds: float
-
-
-@dataclass
-class _Budget:
-    started: float = field(default_factory=time.monotonic)
-    attempt: int = 0
-    rate_limit_waited: float = 0.0
-
-
 class _ClientBase:
     """
-    What the sync and async clients share: settings, calls, answer parsing and retry decisions.
+    What the sync and async clients share: settings, calls, and how a request is built.
 
     :param session_id: The WhatsInfinity session ID.
     :param api_key: The session's API key. It is sent only in the ``x-api-key`` header and never shown.
@@ -362,215 +294,9 @@ class _ClientBase:
         self._api_key = key
         return key
 
-    # Answers and retries -----------------------------------------------------------------------
-
-    def _attempts(self, call: _Call[T]) -> Generator[_Call[T] | _Sleep, httpx.Response | Exception | None, T]:
-        """
-        Run one call to its end: yield the call to have it sent, or a pause to have it waited out.
-
-        The driver sends back the ``httpx.Response``, or the exception the request raised. This is the
-        same idea as httpx's ``Auth.sync_auth_flow`` / ``async_auth_flow``: one generator holds every
-        decision, and a sync and an async driver only do the I/O and the sleeping.
-
-        A call that changes something is retried only after an attempt that certainly did not take
-        effect (429, the API's queue-full answer, a request that never left), so every pause follows
-        a refusal: the driver tells its caller so (``on_refused``) before it waits.
-        """
-        budget = _Budget()
-        while True:
-            budget.attempt += 1
-            outcome = yield call
-            try:
-                if isinstance(outcome, httpx.Response):
-                    return call.parse(self._answer(call, outcome))
-                # Chained for the traceback, but not an h11 refusal: its text quotes the header (the key).
-                cause = None if isinstance(outcome, httpx.LocalProtocolError) else outcome
-                raise self._transport_error(call, outcome) from cause
-            except RateLimitedError as error:
-                pause = self._rate_limit_pause(call, error, budget)
-            except WhatsInfinityError as error:
-                pause = self._backoff_pause(call, error, budget)
-            yield _Sleep(pause)
-
-    def _rate_limit_pause(self, call: _Call[Any], error: RateLimitedError, budget: _Budget) -> float:
-        wait = max(float(error.retry_after or 1), 0.0)
-        # A little jitter keeps many clients from all coming back in the same instant.
-        pause = wait + random.uniform(0, min(0.5, 0.05 * wait + 0.05))
-        if budget.rate_limit_waited + pause > self.retry.max_rate_limit_wait:
-            raise RateLimitedError(
-                f"{call.name}: rate limited, and waiting another {wait:.0f} s would exceed "
-                f"max_rate_limit_wait ({self.retry.max_rate_limit_wait:.0f} s, "
-                f"{budget.rate_limit_waited:.0f} s waited so far)",
-                retry_after=error.retry_after,
-                status_code=error.status_code,
-                error=error.error,
-                details=error.details,
-                request_id=error.request_id,
-            ) from error
-        budget.rate_limit_waited += pause
-        log.warning("WhatsInfinity %s; waiting %.1f s as the server asked", error, pause)
-        return pause
-
-    def _backoff_pause(self, call: _Call[Any], error: WhatsInfinityError, budget: _Budget) -> float:
-        retryable = isinstance(error, (ServiceUnreachableError, QueueFullError)) or (
-            call.kind == READ and isinstance(error, ServerError)
-        )
-        if not retryable or budget.attempt >= self.retry.max_attempts:
-            raise error
-        ceiling = min(self.retry.backoff_max, self.retry.backoff_base * 2 ** (budget.attempt - 1))
-        pause = random.uniform(0, ceiling)
-        if time.monotonic() - budget.started + pause > self.retry.retry_deadline:
-            raise error
-        log.warning(
-            "WhatsInfinity %s; retrying in %.1f s (attempt %d of %d)",
-            error,
-            pause,
-            budget.attempt + 1,
-            self.retry.max_attempts,
-        )
-        return pause
-
-    def _answer(self, call: _Call[Any], response: httpx.Response) -> _Answer:
-        request_id = response.headers.get("x-request-id")
-        content_type = response.headers.get("content-type", "")
-        if response.is_success and call.name == "qr" and content_type.startswith("image/"):
-            return _Answer({}, request_id, response.content)
-        try:
-            body = response.json()
-        except ValueError:
-            body = None
-        if isinstance(body, dict):
-            request_id = str(body.get("requestId") or request_id or "") or None
-        # Success is the documented shape only: {"success": true, "data": ...}. A proxy's or a
-        # captive portal's 200 ("{}", an HTML page, {"status": "ok"}) proves nothing was delivered.
-        if response.is_success and isinstance(body, dict) and body.get("success") is True:
-            data = body.get("data")
-            answer = _Answer(data if isinstance(data, dict) else {"items": data}, request_id)
-            if call.path != "/send" or isinstance(answer.data.get("queued"), bool):
-                return answer
-        raise self._error_for(call, response, body if isinstance(body, dict) else None, request_id)
-
-    def _error_for(
-        self, call: _Call[Any], response: httpx.Response, body: dict[str, Any] | None, request_id: str | None
-    ) -> WhatsInfinityError:
-        status = response.status_code
-        details: str | None
-        if body is None or (response.is_success and body.get("success") is not False):
-            snippet = response.text[:200].strip() or "an empty body"
-            error_text, details = None, f"unreadable answer: {snippet}"
-        else:
-            error_text = text_or_none(body.get("error"))
-            details = text_or_none(body.get("details"))
-        said = ": ".join(part for part in (error_text, details) if part) or response.reason_phrase
-        message = f"{call.name} failed with HTTP {status}: {said}"
-        fields: dict[str, Any] = {
-            "status_code": status,
-            "error": error_text,
-            "details": details,
-            "request_id": request_id,
-        }
-        if response.is_success:
-            # 2xx, but not an answer we can read: for a change, we cannot tell whether it happened.
-            cls: type[WhatsInfinityError] = OutcomeUnknownError if call.kind == CHANGE else ServerError
-            return cls(f"{call.name}: the server answered HTTP {status} with {details}", **fields)
-        if status == 429:
-            return RateLimitedError(message, retry_after=_retry_after(body, response), **fields)
-        if status == 503 and call.path == "/send" and _is_queue_full(body):
-            # The API's own answer: the queue is full and the message was not taken.
-            return QueueFullError(message, **fields)
-        if status >= 500:
-            if call.kind == CHANGE:
-                # A proxy's 502/503/504 can come after the service acted: never retried.
-                return OutcomeUnknownError(
-                    f"{message}. The call may or may not have taken effect, so it was not retried",
-                    **fields,
-                )
-            return ServerError(message, **fields)
-        cls = ERRORS_BY_STATUS.get(status, WhatsInfinityError)
-        return cls(message, **fields)
-
-    def _transport_error(self, call: _Call[Any], exc: Exception | None) -> WhatsInfinityError:
-        """Map what the network layer raised for a request that was handed to it."""
-        # Whatever the transport said, the key never goes into an error: some errors quote headers.
-        reason = _reason(exc).replace(self._api_key, "***")
-        if isinstance(exc, httpx.UnsupportedProtocol | httpx.InvalidURL):
-            return ValidationError(f"{call.name}: invalid base URL {self.shown_url!r}: {reason}")
-        if isinstance(exc, httpx.LocalProtocolError):
-            # h11 refused to write the request (an illegal header value, say): nothing left. Its text
-            # quotes the header, which may be the key, so only the type is shown.
-            return ValidationError(
-                f"{call.name}: the HTTP library refused to send the request (LocalProtocolError): a header "
-                "or the URL holds characters HTTP does not allow; check the connection's API key and "
-                "base URL; nothing was sent"
-            )
-        if isinstance(exc, NEVER_SENT):
-            return ServiceUnreachableError(f"{call.name}: could not reach {self.shown_url}: {reason}")
-        if call.kind == READ:
-            return ServiceUnreachableError(f"{call.name}: no answer from {self.shown_url}: {reason}")
-        return OutcomeUnknownError(
-            f"{call.name}: the request was sent but its answer was lost ({reason}); it may or may not have "
-            "taken effect, so it was not retried"
-        )
-
-
-ERRORS_BY_STATUS: dict[int, type[WhatsInfinityError]] = {
-    400: ValidationError,
-    413: ValidationError,
-    401: AuthenticationError,
-    403: AuthenticationError,
-    404: SessionNotFoundError,
-    409: ConflictError,
-    422: NotOnWhatsAppError,
-}
-
-
-def _is_queue_full(body: dict[str, Any] | None) -> bool:
-    """Whether an answer's body is the API's own queue-full error: its error shape, naming the queue."""
-    if body is None or body.get("success") is not False or not isinstance(body.get("error"), str):
-        return False
-    said = f"{body.get('error')} {body.get('details') or ''}".lower()
-    return "queue" in said
-
-
-def _reason(exc: BaseException | None) -> str:
-    """Name what a transport raised, its text redacted of any URL's user name and password."""
-    if exc is None:
-        return "no answer"
-    text = str(exc)
-    if isinstance(exc, httpx.HTTPError) and text:
-        text = " ".join(redact_url(word) if "@" in word else word for word in text.split(" "))
-        return f"{type(exc).__name__}: {text[:300]}"
-    # Anything else (a RuntimeError from a closed event loop, say) is named by its type only.
-    return type(exc).__name__
-
-
-def _retry_after(body: dict[str, Any] | None, response: httpx.Response) -> float | None:
-    for value in ((body or {}).get("retryAfter"), response.headers.get("retry-after")):
-        try:
-            if value is not None and not isinstance(value, bool) and math.isfinite(float(value)):
-                return max(float(value), 0.0)
-        except (TypeError, ValueError):
-            continue
-    return None
-
-
-def _pairing_code(answer: _Answer) -> str:
-    code = answer.data.get("pairingCode") or answer.data.get("code")
-    if code is None or str(code).strip() == "":
-        raise ServerError("pairing-code answered without a pairing code", request_id=answer.request_id)
-    return str(code).strip()
-
-
-def _session_list(answer: _Answer) -> list[SessionStatus]:
-    data = answer.data
-    items = data.get("sessions", data.get("items", []))
-    if not isinstance(items, list):
-        raise ServerError("all-sessions answered without a list of sessions", request_id=answer.request_id)
-    return [
-        SessionStatus.from_api(str(item.get("sessionId") or item.get("id") or ""), item)
-        for item in items
-        if isinstance(item, dict)
-    ]
+    def _settle(self, call: _Call[T], outcome: Outcome) -> T:
+        """Return the call's result from what an attempt came back with, or raise the error it means."""
+        return _result_of(call, outcome, self._api_key, self.shown_url)
 
 
 class WhatsInfinityClient(_ClientBase):
@@ -600,10 +326,10 @@ class WhatsInfinityClient(_ClientBase):
         self.close()
 
     def _run(self, call: _Call[T], callbacks: SendCallbacks | None = None) -> T:
-        attempts = self._attempts(call)
+        attempts = _attempts(call, self.retry, self._settle)
         step = next(attempts)
         while True:
-            outcome: httpx.Response | Exception | None = None
+            outcome: Outcome = None
             if isinstance(step, _Sleep):
                 if callbacks is not None and callbacks.on_refused is not None:
                     callbacks.on_refused()
@@ -744,10 +470,10 @@ class AsyncWhatsInfinityClient(_ClientBase):
         await self.aclose()
 
     async def _run(self, call: _Call[T], callbacks: SendCallbacks | None = None) -> T:
-        attempts = self._attempts(call)
+        attempts = _attempts(call, self.retry, self._settle)
         step = next(attempts)
         while True:
-            outcome: httpx.Response | Exception | None = None
+            outcome: Outcome = None
             if isinstance(step, _Sleep):
                 if callbacks is not None and callbacks.on_refused is not None:
                     callbacks.on_refused()

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from airflow_provider_whatsinfinity.client import _Answer, _pairing_code, _session_list
+from airflow_provider_whatsinfinity.answers import _Answer, _pairing_code, _session_list
 from airflow_provider_whatsinfinity.exceptions import ServerError
 from airflow_provider_whatsinfinity.models import SendResult, SessionStatus
 

@@ -49,7 +49,8 @@ def whatsinfinity_emulator(request: pytest.FixtureRequest) -> Iterator[RunningEm
     cut off by the reset: they cannot land in this test's outbox.
 
     Yields a :class:`~airflow_provider_whatsinfinity.emulator.server.RunningEmulator`: its ``url``
-    and helpers for the control API (``create_session``, ``link``, ``outbox``, ``add_fault``, ...).
+    and the helpers of :class:`~airflow_provider_whatsinfinity.emulator.control.EmulatorControl` for
+    the control API (``create_session``, ``link``, ``outbox``, ``add_fault``, ...).
     """
     marker = request.node.get_closest_marker("whatsinfinity_emulator")
     if marker is None:

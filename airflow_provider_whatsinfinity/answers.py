@@ -33,7 +33,7 @@ from airflow_provider_whatsinfinity.retries import NEVER_SENT
 from airflow_provider_whatsinfinity.validation import redact_url
 
 if TYPE_CHECKING:
-    from airflow_provider_whatsinfinity.client import _Call
+    from airflow_provider_whatsinfinity.api import _Call
     from airflow_provider_whatsinfinity.retries import Outcome
 
 T = TypeVar("T")

@@ -1,12 +1,14 @@
 """
 A client for the WhatsInfinity API on httpx, with no Airflow in it.
 
-:class:`WhatsInfinityClient` and :class:`AsyncWhatsInfinityClient` share everything but the I/O:
-each API call is described once (:class:`_Call`). Its answer is read in
-:mod:`~airflow_provider_whatsinfinity.answers`, and its retries are decided in
+:class:`WhatsInfinityClient` and :class:`AsyncWhatsInfinityClient` share everything but the I/O. Each
+API call is described once, in :mod:`~airflow_provider_whatsinfinity.api`, with its signature and its
+one docstring; there it becomes a blocking method of one client and a coroutine method of the other.
+Answers are read in :mod:`~airflow_provider_whatsinfinity.answers`; retries are decided in
 :mod:`~airflow_provider_whatsinfinity.retries` (which never sends a message twice), by a generator
-that asks its driver to send a request or to sleep. The sync driver uses ``httpx.Client`` and
-``time.sleep``, the async one ``httpx.AsyncClient`` and ``asyncio.sleep``.
+that asks its driver to send a request or to sleep. The drivers are all this module adds: the sync
+one uses ``httpx.Client`` and ``time.sleep``, the async one ``httpx.AsyncClient`` and
+``asyncio.sleep``.
 
 Errors and log lines never show the API key or a URL's user name and password.
 """
@@ -16,42 +18,33 @@ from __future__ import annotations
 import asyncio
 import functools
 import time
-from dataclasses import dataclass, field
 from functools import cached_property
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
-from urllib.parse import quote
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import httpx
 
 from airflow_provider_whatsinfinity import __version__
-from airflow_provider_whatsinfinity.answers import _pairing_code, _result_of, _session_list
-from airflow_provider_whatsinfinity.exceptions import OutcomeUnknownError, ValidationError
-from airflow_provider_whatsinfinity.models import SendResult, SessionStatus
+from airflow_provider_whatsinfinity.answers import _result_of
+from airflow_provider_whatsinfinity.api import SendCallbacks, _Api
+from airflow_provider_whatsinfinity.exceptions import ValidationError
 from airflow_provider_whatsinfinity.retries import RetrySettings, _attempts, _Sleep
 from airflow_provider_whatsinfinity.validation import (
     check_api_key,
-    check_file_name,
-    check_message,
     check_number,
-    check_optional_text,
     check_session_id,
-    check_url,
     normalize_base_url,
-    normalize_phone,
     redact_url,
-    resolve_media_type,
 )
 
 if TYPE_CHECKING:
     import ssl
-    from collections.abc import Callable
 
     from typing_extensions import Self
 
-    from airflow_provider_whatsinfinity.answers import _Answer
+    from airflow_provider_whatsinfinity.api import _Call
     from airflow_provider_whatsinfinity.retries import Outcome
 
-# What users import from here; RetrySettings lives with the retries.
+# What users import from here; RetrySettings and SendCallbacks live with the retries and the calls.
 __all__ = [
     "USER_AGENT",
     "AsyncWhatsInfinityClient",
@@ -62,10 +55,6 @@ __all__ = [
 ]
 
 T = TypeVar("T")
-
-# How a call may be retried: READ changes nothing; CHANGE (sends, session changes) must never run twice.
-READ = "read"
-CHANGE = "change"
 
 USER_AGENT = f"airflow-provider-whatsinfinity/{__version__}"
 HEADERS = {"user-agent": USER_AGENT, "accept": "application/json"}
@@ -82,39 +71,12 @@ def ssl_context() -> ssl.SSLContext:
     return httpx.create_ssl_context()
 
 
-@dataclass(frozen=True)
-class _Call(Generic[T]):
-    """One API call: the request, how it may be retried, and how its answer becomes a result."""
-
-    name: str
-    method: str
-    path: str
-    kind: str
-    parse: Callable[[_Answer], T]
-    json: dict[str, Any] | None = field(default=None, repr=False)  # create-session's carries the key
-    authenticated: bool = True
-
-
-@dataclass(frozen=True)
-class SendCallbacks:
+class _ClientBase(_Api):
     """
-    What a caller that keeps its own record of sends (a list send) learns as a send goes.
+    What the sync and async clients share: settings, the API's calls, and how a request is built.
 
-    :param before_send: Called right before each attempt's request goes on the wire, after everything
-        that can fail locally (validation, building and encoding the request) has succeeded: from now
-        on the message may go out.
-    :param on_refused: Called when an attempt certainly did not take effect (429, the API's queue-full
-        answer, a request that never left) and the client waits before trying again: if the wait is
-        cut short (a task timeout), nothing was sent.
-    """
-
-    before_send: Callable[[], None] | None = None
-    on_refused: Callable[[], None] | None = None
-
-
-class _ClientBase:
-    """
-    What the sync and async clients share: settings, calls, and how a request is built.
+    The calls come from :class:`~airflow_provider_whatsinfinity.api._Api`; this class adds what they
+    need to go over HTTP.
 
     :param session_id: The WhatsInfinity session ID.
     :param api_key: The session's API key. It is sent only in the ``x-api-key`` header and never shown.
@@ -166,13 +128,19 @@ class _ClientBase:
             "transport": self._transport,
         }
 
-    def _build(self, http: httpx.Client | httpx.AsyncClient, call: _Call[Any]) -> httpx.Request:
+    def _prepare(self, http: httpx.Client | httpx.AsyncClient, call: _Call[Any]) -> httpx.Request:
         """
-        Build a call's request, encoded and ready to go; nothing has left when this raises.
+        Build a call's request, encoded and ready to go, and tell the caller it is about to leave.
 
-        The key goes with each request rather than with the pool: after ``rotate_key()`` the next request
-        carries the new one.
+        Nothing has left when this raises. The key goes with each request rather than with the pool:
+        after ``rotate_key()`` the next request carries the new one.
         """
+        request = self._build(http, call)
+        if call.callbacks is not None and call.callbacks.before_send is not None:
+            call.callbacks.before_send()
+        return request
+
+    def _build(self, http: httpx.Client | httpx.AsyncClient, call: _Call[Any]) -> httpx.Request:
         try:
             return http.build_request(
                 call.method,
@@ -190,109 +158,6 @@ class _ClientBase:
                 f"{call.name}: the request could not be encoded ({type(exc).__name__}); check the "
                 "connection's API key and base URL and the message's text; nothing was sent"
             ) from None
-
-    # The calls ---------------------------------------------------------------------------------
-
-    @property
-    def _quoted_session(self) -> str:
-        return quote(self.session_id, safe="")
-
-    def _create_session(self) -> _Call[SessionStatus]:
-        body = {"sessionId": self.session_id, "apiKey": self._api_key}
-        return _Call(
-            "create-session", "POST", "/create-session", CHANGE, self._status, body, authenticated=False
-        )
-
-    def _get_qr(self) -> _Call[bytes]:
-        return _Call("qr", "GET", f"/qr/{self._quoted_session}", READ, lambda answer: answer.content)
-
-    def _request_pairing_code(self, phone_number: str | int) -> _Call[str]:
-        body = {"sessionId": self.session_id, "phoneNumber": normalize_phone(phone_number)}
-        return _Call("pairing-code", "POST", "/pairing-code", CHANGE, _pairing_code, body)
-
-    def _check_session(self) -> _Call[SessionStatus]:
-        return _Call("check-session", "GET", f"/check-session/{self._quoted_session}", READ, self._status)
-
-    def _list_sessions(self) -> _Call[list[SessionStatus]]:
-        return _Call("all-sessions", "GET", "/all-sessions", READ, _session_list, authenticated=False)
-
-    def _restart_session(self, wipe: bool) -> _Call[SessionStatus]:
-        if not isinstance(wipe, bool):
-            raise ValidationError(f"wipe must be True or False, got {wipe!r}")
-        body = {"sessionId": self.session_id, "wipe": wipe}
-        return _Call("restart-session", "POST", "/restart-session", CHANGE, self._status, body)
-
-    def _delete_session(self) -> _Call[None]:
-        return _Call(
-            "delete-session",
-            "POST",
-            "/delete-session",
-            CHANGE,
-            lambda a: None,
-            {"sessionId": self.session_id},
-        )
-
-    def _rotate_key(self) -> _Call[str]:
-        return _Call(
-            "rotate-key", "POST", "/rotate-key", CHANGE, self._new_key, {"sessionId": self.session_id}
-        )
-
-    def _send_text(self, to: str | int, message: str, typing: bool, dry_run: bool) -> _Call[SendResult]:
-        digits = normalize_phone(to)
-        body = {"sessionId": self.session_id, "to": digits, "type": "text", "message": check_message(message)}
-        return self._send(digits, body, typing, dry_run)
-
-    def _send_media(
-        self,
-        to: str | int,
-        url: str,
-        media_type: str,
-        caption: str | None,
-        file_name: str | None,
-        dry_run: bool,
-    ) -> _Call[SendResult]:
-        digits = normalize_phone(to)
-        url = check_url(url)
-        body: dict[str, Any] = {
-            "sessionId": self.session_id,
-            "to": digits,
-            "type": resolve_media_type(url, media_type),
-            "url": url,
-        }
-        if (caption := check_optional_text(caption, "Caption")) is not None:
-            body["caption"] = caption
-        if (file_name := check_file_name(file_name)) is not None:
-            body["fileName"] = file_name
-        return self._send(digits, body, False, dry_run)
-
-    def _send(self, digits: str, body: dict[str, Any], typing: bool, dry_run: bool) -> _Call[SendResult]:
-        for name, flag in (("typing", typing), ("dry_run", dry_run)):
-            if not isinstance(flag, bool):
-                raise ValidationError(f"{name} must be True or False, got {flag!r}")
-        if typing:
-            body["typing"] = True
-        if dry_run:
-            body["dryRun"] = True
-
-        def parse(answer: _Answer) -> SendResult:
-            return SendResult.from_api(digits, answer.data, answer.request_id)
-
-        # A dry run changes nothing, so it may be retried like a read.
-        return _Call(f"send to {digits}", "POST", "/send", READ if dry_run else CHANGE, parse, body)
-
-    def _status(self, answer: _Answer) -> SessionStatus:
-        return SessionStatus.from_api(self.session_id, answer.data)
-
-    def _new_key(self, answer: _Answer) -> str:
-        key = answer.data.get("apiKey")
-        if not isinstance(key, str) or not key:
-            # The rotation happened, but the new key did not reach us: never a retry (it would be refused).
-            raise OutcomeUnknownError(
-                "rotate-key answered success without a new apiKey; the old key may no longer work",
-                request_id=answer.request_id,
-            )
-        self._api_key = key
-        return key
 
     def _settle(self, call: _Call[T], outcome: Outcome) -> T:
         """Return the call's result from what an attempt came back with, or raise the error it means."""
@@ -325,19 +190,15 @@ class WhatsInfinityClient(_ClientBase):
     def __exit__(self, *exc_info: object) -> None:
         self.close()
 
-    def _run(self, call: _Call[T], callbacks: SendCallbacks | None = None) -> T:
+    def _run(self, call: _Call[T]) -> T:
         attempts = _attempts(call, self.retry, self._settle)
         step = next(attempts)
         while True:
             outcome: Outcome = None
             if isinstance(step, _Sleep):
-                if callbacks is not None and callbacks.on_refused is not None:
-                    callbacks.on_refused()
                 time.sleep(step.seconds)
             else:
-                request = self._build(self._http, step)
-                if callbacks is not None and callbacks.before_send is not None:
-                    callbacks.before_send()
+                request = self._prepare(self._http, step)
                 try:
                     outcome = self._http.send(request)
                 except Exception as exc:  # the request may have left: _attempts decides what it means
@@ -346,93 +207,6 @@ class WhatsInfinityClient(_ClientBase):
                 step = attempts.send(outcome)
             except StopIteration as done:
                 return done.value  # type: ignore[no-any-return]
-
-    def create_session(self) -> SessionStatus:
-        """Create this session on the server with this client's key; it then waits to be linked."""
-        return self._run(self._create_session())
-
-    def get_qr(self) -> bytes:
-        """Return the session's current QR code as PNG bytes."""
-        return self._run(self._get_qr())
-
-    def request_pairing_code(self, phone_number: str | int) -> str:
-        """
-        Ask for a pairing code to enter in WhatsApp under Linked Devices.
-
-        :param phone_number: The phone's number with country code.
-        """
-        return self._run(self._request_pairing_code(phone_number))
-
-    def check_session(self) -> SessionStatus:
-        """Return the session's status and health."""
-        return self._run(self._check_session())
-
-    def list_sessions(self) -> list[SessionStatus]:
-        """Return every session on the server with its status."""
-        return self._run(self._list_sessions())
-
-    def restart_session(self, wipe: bool = False) -> SessionStatus:
-        """
-        Restart the session.
-
-        :param wipe: Also forget its link, so that it must be linked again by QR or pairing code.
-        """
-        return self._run(self._restart_session(wipe))
-
-    def delete_session(self) -> None:
-        """Delete the session for good."""
-        self._run(self._delete_session())
-
-    def rotate_key(self) -> str:
-        """Give the session a new API key, use it from now on, and return it. The old key stops working."""
-        return self._run(self._rotate_key())
-
-    def send_text(
-        self,
-        to: str | int,
-        message: str,
-        *,
-        typing: bool = False,
-        dry_run: bool = False,
-        callbacks: SendCallbacks | None = None,
-    ) -> SendResult:
-        """
-        Send a text message.
-
-        :param to: The recipient's number with country code; ``+``, spaces and dashes are fine.
-        :param message: The text, at most 65000 characters.
-        :param typing: Show a typing indicator briefly before the message.
-        :param dry_run: Only validate the message; nothing is sent.
-        :param callbacks: Told right before each attempt goes on the wire and after each certain
-            refusal, for a caller that keeps its own record of sends (see :class:`SendCallbacks`).
-        """
-        return self._run(self._send_text(to, message, typing, dry_run), callbacks)
-
-    def send_media(
-        self,
-        to: str | int,
-        url: str,
-        *,
-        media_type: str = "media",
-        caption: str | None = None,
-        file_name: str | None = None,
-        dry_run: bool = False,
-        callbacks: SendCallbacks | None = None,
-    ) -> SendResult:
-        """
-        Send an image, video, audio file or document from a public URL.
-
-        :param to: The recipient's number with country code.
-        :param url: A publicly accessible http(s) URL of the file.
-        :param media_type: ``media`` to detect the kind from the URL's extension, or ``image``,
-            ``video``, ``audio`` or ``document``.
-        :param caption: Caption for images, videos and documents.
-        :param file_name: File name shown for a document, such as ``invoice.pdf``.
-        :param dry_run: Only validate the message; nothing is sent.
-        :param callbacks: Told right before each attempt goes on the wire and after each certain
-            refusal (see :class:`SendCallbacks`).
-        """
-        return self._run(self._send_media(to, url, media_type, caption, file_name, dry_run), callbacks)
 
 
 class AsyncWhatsInfinityClient(_ClientBase):
@@ -443,6 +217,7 @@ class AsyncWhatsInfinityClient(_ClientBase):
     ``asyncio.run``), the client opens a new pool there instead of failing after the request left.
     """
 
+    _asyncio = True
     _pool: httpx.AsyncClient | None = None
     _pool_loop: asyncio.AbstractEventLoop | None = None
 
@@ -469,20 +244,16 @@ class AsyncWhatsInfinityClient(_ClientBase):
     async def __aexit__(self, *exc_info: object) -> None:
         await self.aclose()
 
-    async def _run(self, call: _Call[T], callbacks: SendCallbacks | None = None) -> T:
+    async def _run(self, call: _Call[T]) -> T:
         attempts = _attempts(call, self.retry, self._settle)
         step = next(attempts)
         while True:
             outcome: Outcome = None
             if isinstance(step, _Sleep):
-                if callbacks is not None and callbacks.on_refused is not None:
-                    callbacks.on_refused()
                 await asyncio.sleep(step.seconds)
             else:
                 http = self._http
-                request = self._build(http, step)
-                if callbacks is not None and callbacks.before_send is not None:
-                    callbacks.before_send()
+                request = self._prepare(http, step)
                 try:
                     outcome = await http.send(request)
                 except Exception as exc:  # the request may have left: _attempts decides what it means
@@ -491,89 +262,3 @@ class AsyncWhatsInfinityClient(_ClientBase):
                 step = attempts.send(outcome)
             except StopIteration as done:
                 return done.value  # type: ignore[no-any-return]
-
-    async def create_session(self) -> SessionStatus:
-        """Create this session on the server with this client's key; it then waits to be linked."""
-        return await self._run(self._create_session())
-
-    async def get_qr(self) -> bytes:
-        """Return the session's current QR code as PNG bytes."""
-        return await self._run(self._get_qr())
-
-    async def request_pairing_code(self, phone_number: str | int) -> str:
-        """
-        Ask for a pairing code to enter in WhatsApp under Linked Devices.
-
-        :param phone_number: The phone's number with country code.
-        """
-        return await self._run(self._request_pairing_code(phone_number))
-
-    async def check_session(self) -> SessionStatus:
-        """Return the session's status and health."""
-        return await self._run(self._check_session())
-
-    async def list_sessions(self) -> list[SessionStatus]:
-        """Return every session on the server with its status."""
-        return await self._run(self._list_sessions())
-
-    async def restart_session(self, wipe: bool = False) -> SessionStatus:
-        """
-        Restart the session.
-
-        :param wipe: Also forget its link, so that it must be linked again by QR or pairing code.
-        """
-        return await self._run(self._restart_session(wipe))
-
-    async def delete_session(self) -> None:
-        """Delete the session for good."""
-        await self._run(self._delete_session())
-
-    async def rotate_key(self) -> str:
-        """Give the session a new API key, use it from now on, and return it. The old key stops working."""
-        return await self._run(self._rotate_key())
-
-    async def send_text(
-        self,
-        to: str | int,
-        message: str,
-        *,
-        typing: bool = False,
-        dry_run: bool = False,
-        callbacks: SendCallbacks | None = None,
-    ) -> SendResult:
-        """
-        Send a text message.
-
-        :param to: The recipient's number with country code; ``+``, spaces and dashes are fine.
-        :param message: The text, at most 65000 characters.
-        :param typing: Show a typing indicator briefly before the message.
-        :param dry_run: Only validate the message; nothing is sent.
-        :param callbacks: See :class:`SendCallbacks`.
-        """
-        return await self._run(self._send_text(to, message, typing, dry_run), callbacks)
-
-    async def send_media(
-        self,
-        to: str | int,
-        url: str,
-        *,
-        media_type: str = "media",
-        caption: str | None = None,
-        file_name: str | None = None,
-        dry_run: bool = False,
-        callbacks: SendCallbacks | None = None,
-    ) -> SendResult:
-        """
-        Send an image, video, audio file or document from a public URL.
-
-        :param to: The recipient's number with country code.
-        :param url: A publicly accessible http(s) URL of the file.
-        :param media_type: ``media`` to detect the kind from the URL's extension, or ``image``,
-            ``video``, ``audio`` or ``document``.
-        :param caption: Caption for images, videos and documents.
-        :param file_name: File name shown for a document, such as ``invoice.pdf``.
-        :param dry_run: Only validate the message; nothing is sent.
-        :param callbacks: See :class:`SendCallbacks`.
-        """
-        call = self._send_media(to, url, media_type, caption, file_name, dry_run)
-        return await self._run(call, callbacks)

@@ -45,7 +45,7 @@ from airflow_provider_whatsinfinity.validation import check_number
 if TYPE_CHECKING:
     from collections.abc import Callable, Generator
 
-    from airflow_provider_whatsinfinity.client import _Call
+    from airflow_provider_whatsinfinity.api import _Call
 
 # The retry lines are the client's: users' logging settings and the tests know them by that name.
 log = logging.getLogger("airflow_provider_whatsinfinity.client")
@@ -110,7 +110,7 @@ def _attempts(
 
     A call that changes something is retried only after an attempt that certainly did not take
     effect (429, the API's queue-full answer, a request that never left), so every pause follows
-    a refusal: the driver tells its caller so (``on_refused``) before it waits.
+    a refusal: the caller is told so (``on_refused``) before the driver waits.
 
     :param call: The call to run.
     :param retry: How hard to try.
@@ -127,6 +127,8 @@ def _attempts(
             pause = _rate_limit_pause(call, error, budget, retry)
         except WhatsInfinityError as error:
             pause = _backoff_pause(call, error, budget, retry)
+        if call.callbacks is not None and call.callbacks.on_refused is not None:
+            call.callbacks.on_refused()
         yield _Sleep(pause)
 
 

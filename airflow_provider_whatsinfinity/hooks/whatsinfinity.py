@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 from functools import cached_property
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 from airflow.sdk import BaseHook
@@ -24,10 +24,48 @@ from airflow_provider_whatsinfinity.spec import DEFAULT_BASE_URL
 from airflow_provider_whatsinfinity.validation import check_number, redact_url
 
 if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable, Coroutine
+    from typing import Concatenate
+
     from airflow.sdk import Connection
 
-    from airflow_provider_whatsinfinity.client import SendCallbacks
-    from airflow_provider_whatsinfinity.models import SendResult, SessionStatus
+    from airflow_provider_whatsinfinity.api import ApiMethod
+    from airflow_provider_whatsinfinity.models import SessionStatus
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+
+def _on_client(api: ApiMethod[P, T]) -> Callable[Concatenate[WhatsInfinityHook, P], T]:
+    """
+    Make the hook's method for an API method: the blocking client's, run on the hook's client.
+
+    It takes the client method's parameters, typed as they are there, and its docstring points there.
+    The client and its method are looked up at each call, as ``hook.client.<name>(...)`` would be: a
+    method kept after :meth:`WhatsInfinityHook.close` still works, and a patched client method is used.
+    """
+
+    def method(hook: WhatsInfinityHook, /, *args: P.args, **kwargs: P.kwargs) -> T:
+        run: Callable[P, T] = getattr(hook.client, api.name)
+        return run(*args, **kwargs)
+
+    return api.dress(
+        method, f"WhatsInfinityHook.{api.name}", f"Same as {api.reference}, on the connection's session."
+    )
+
+
+def _on_async_client(
+    api: ApiMethod[P, T],
+) -> Callable[Concatenate[WhatsInfinityHook, P], Coroutine[Any, Any, T]]:
+    """Make the hook's asyncio twin of an API method, ``a<name>``: the asyncio client's, on the hook's."""
+
+    async def method(hook: WhatsInfinityHook, /, *args: P.args, **kwargs: P.kwargs) -> T:
+        run: Callable[P, Awaitable[T]] = getattr(await hook.get_async_client(), api.name)
+        return await run(*args, **kwargs)
+
+    return api.dress(
+        method, f"WhatsInfinityHook.a{api.name}", f"Asyncio twin of :meth:`{api.name}`; same parameters."
+    )
 
 
 class WhatsInfinityHook(BaseHook):
@@ -147,43 +185,19 @@ class WhatsInfinityHook(BaseHook):
         }
         return params
 
-    # The API -----------------------------------------------------------------------------------
+    # The API: each method is the client's, run on this hook's client (see _on_client) -------------
 
-    def create_session(self) -> SessionStatus:
-        """Create the connection's session on the server with the connection's key."""
-        return self.client.create_session()
-
-    def get_qr(self) -> bytes:
-        """Return the session's current QR code as PNG bytes."""
-        return self.client.get_qr()
-
-    def request_pairing_code(self, phone_number: str | int) -> str:
-        """
-        Ask for a pairing code to enter in WhatsApp under Linked Devices.
-
-        :param phone_number: The phone's number with country code.
-        """
-        return self.client.request_pairing_code(phone_number)
-
-    def check_session(self) -> SessionStatus:
-        """Return the session's status and health."""
-        return self.client.check_session()
-
-    def list_sessions(self) -> list[SessionStatus]:
-        """Return every session on the server with its status."""
-        return self.client.list_sessions()
-
-    def restart_session(self, wipe: bool = False) -> SessionStatus:
-        """
-        Restart the session.
-
-        :param wipe: Also forget its link, so that it must be linked again by QR or pairing code.
-        """
-        return self.client.restart_session(wipe)
-
-    def delete_session(self) -> None:
-        """Delete the session for good."""
-        self.client.delete_session()
+    create_session = _on_client(WhatsInfinityClient.create_session)
+    get_qr = _on_client(WhatsInfinityClient.get_qr)
+    request_pairing_code = _on_client(WhatsInfinityClient.request_pairing_code)
+    check_session = _on_client(WhatsInfinityClient.check_session)
+    list_sessions = _on_client(WhatsInfinityClient.list_sessions)
+    restart_session = _on_client(WhatsInfinityClient.restart_session)
+    delete_session = _on_client(WhatsInfinityClient.delete_session)
+    send_text = _on_client(WhatsInfinityClient.send_text)
+    send_media = _on_client(WhatsInfinityClient.send_media)
+    asend_text = _on_async_client(AsyncWhatsInfinityClient.send_text)
+    asend_media = _on_async_client(AsyncWhatsInfinityClient.send_media)
 
     def rotate_key(self) -> str:
         """
@@ -199,100 +213,9 @@ class WhatsInfinityHook(BaseHook):
             self._async_client.use_key(new_key)
         return new_key
 
-    def send_text(
-        self,
-        to: str | int,
-        message: str,
-        *,
-        typing: bool = False,
-        dry_run: bool = False,
-        callbacks: SendCallbacks | None = None,
-    ) -> SendResult:
-        """
-        Send a text message; see :meth:`WhatsInfinityClient.send_text`.
-
-        :param to: The recipient's number with country code; ``+``, spaces and dashes are fine.
-        :param message: The text, at most 65000 characters (an emoji counts 2).
-        :param typing: Show a typing indicator briefly before the message.
-        :param dry_run: Only validate the message; nothing is sent.
-        :param callbacks: Told as each attempt goes on the wire or is refused; see
-            :class:`~airflow_provider_whatsinfinity.client.SendCallbacks`.
-        """
-        return self.client.send_text(to, message, typing=typing, dry_run=dry_run, callbacks=callbacks)
-
-    def send_media(
-        self,
-        to: str | int,
-        url: str,
-        *,
-        media_type: str = "media",
-        caption: str | None = None,
-        file_name: str | None = None,
-        dry_run: bool = False,
-        callbacks: SendCallbacks | None = None,
-    ) -> SendResult:
-        """
-        Send an image, video, audio file or document from a public URL.
-
-        :param to: The recipient's number with country code.
-        :param url: A publicly accessible http(s) URL of the file.
-        :param media_type: ``media`` to detect the kind from the URL's extension, or ``image``,
-            ``video``, ``audio`` or ``document``.
-        :param caption: Caption for images, videos and documents.
-        :param file_name: File name shown for a document, such as ``invoice.pdf``.
-        :param dry_run: Only validate the message; nothing is sent.
-        :param callbacks: Told as each attempt goes on the wire or is refused; see
-            :class:`~airflow_provider_whatsinfinity.client.SendCallbacks`.
-        """
-        return self.client.send_media(
-            to,
-            url,
-            media_type=media_type,
-            caption=caption,
-            file_name=file_name,
-            dry_run=dry_run,
-            callbacks=callbacks,
-        )
-
     async def acheck_session(self) -> SessionStatus:
         """Asyncio twin of :meth:`check_session`."""
         return await (await self.get_async_client()).check_session()
-
-    async def asend_text(
-        self,
-        to: str | int,
-        message: str,
-        *,
-        typing: bool = False,
-        dry_run: bool = False,
-        callbacks: SendCallbacks | None = None,
-    ) -> SendResult:
-        """Asyncio twin of :meth:`send_text`; same parameters."""
-        client = await self.get_async_client()
-        return await client.send_text(to, message, typing=typing, dry_run=dry_run, callbacks=callbacks)
-
-    async def asend_media(
-        self,
-        to: str | int,
-        url: str,
-        *,
-        media_type: str = "media",
-        caption: str | None = None,
-        file_name: str | None = None,
-        dry_run: bool = False,
-        callbacks: SendCallbacks | None = None,
-    ) -> SendResult:
-        """Asyncio twin of :meth:`send_media`; same parameters."""
-        client = await self.get_async_client()
-        return await client.send_media(
-            to,
-            url,
-            media_type=media_type,
-            caption=caption,
-            file_name=file_name,
-            dry_run=dry_run,
-            callbacks=callbacks,
-        )
 
     def test_connection(self) -> tuple[bool, str]:
         """

@@ -27,8 +27,8 @@ from airflow_provider_whatsinfinity.exceptions import OutcomeUnknownError, Valid
 from airflow_provider_whatsinfinity.get_provider_info import DEFAULT_CONN_ID
 from airflow_provider_whatsinfinity.notifications import postbox
 from airflow_provider_whatsinfinity.notifications.postbox import Letter, adrive, drive, send_alone
-from airflow_provider_whatsinfinity.operators.whatsinfinity import recipients_of
 from airflow_provider_whatsinfinity.spec import MAX_MESSAGE_LENGTH, text_length
+from airflow_provider_whatsinfinity.task_helpers import recipients_of
 from airflow_provider_whatsinfinity.validation import normalize_phone
 
 if TYPE_CHECKING:

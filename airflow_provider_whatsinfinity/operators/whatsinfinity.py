@@ -19,14 +19,12 @@ The hook and the client are imported only when a task runs, to keep DAG parsing 
 
 from __future__ import annotations
 
-import ast
 import functools
 import time
-from collections.abc import Sequence
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
 
@@ -34,8 +32,15 @@ from airflow_provider_whatsinfinity._compat import AirflowException, AirflowFail
 from airflow_provider_whatsinfinity.exceptions import OutcomeUnknownError, WhatsInfinityError
 from airflow_provider_whatsinfinity.get_provider_info import DEFAULT_CONN_ID
 
+# Defined in modules of their own (the notifier needs the helpers, not the operators); still importable
+# from here, as the README and existing DAGs do.
+from airflow_provider_whatsinfinity.media_urls import OBJECT_STORAGE_SCHEMES as OBJECT_STORAGE_SCHEMES
+from airflow_provider_whatsinfinity.media_urls import SIGNED_URL_EXPIRY, public_url_for
+from airflow_provider_whatsinfinity.task_helpers import as_bool, raise_for_task, recipients_of
+
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Sequence
+    from datetime import timedelta
 
     from airflow.sdk import Context
 
@@ -49,63 +54,8 @@ if TYPE_CHECKING:
 #: The ``task_state_store`` key written by versions up to 0.1 (read once after an upgrade); the
 #: record now lives under :attr:`~airflow_provider_whatsinfinity.delivery.DeliveryRecord.KEY`.
 ACCEPTED_KEY = "whatsinfinity_accepted"
-#: URL schemes of object stores whose fsspec filesystems can sign URLs. Anything else that is not
-#: http(s) is refused before any filesystem is opened (an ``ftp://`` URL must not start a connection).
-OBJECT_STORAGE_SCHEMES = frozenset({"s3", "s3a", "gs", "gcs", "az", "abfs", "abfss", "oci", "oss"})
 #: Longest wait, in seconds, before checking whether a rotate-key whose answer was lost took effect.
 ROTATION_SETTLE_MAX = 30.0
-#: How long a signed object-storage URL stays valid: long enough for a queued message to be fetched.
-SIGNED_URL_EXPIRY = timedelta(hours=24)
-
-
-def as_bool(value: Any, name: str) -> bool:
-    """
-    Return a templated flag as a bool: a rendered template is a string such as ``"True"``.
-
-    :param value: The flag, a bool or its text.
-    :param name: The argument's name, for the error message.
-    """
-    if isinstance(value, bool):
-        return value
-    text = str(value).strip().lower()
-    if text in ("true", "1", "yes", "on"):
-        return True
-    if text in ("false", "0", "no", "off", "", "none"):
-        return False
-    raise AirflowFailException(f"{name} must be true or false, got {value!r}")
-
-
-def recipients_of(to: Any) -> tuple[list[str | int], bool]:
-    """
-    Return the recipients of a send, and whether ``to`` was a list.
-
-    :param to: One number, or a list (or tuple) of numbers; a comma-separated string works too, and so
-        does a list rendered to text by a template (``"['919999999999', '447700900123']"``) when the
-        DAG does not render native objects.
-    """
-    if isinstance(to, str) and to.strip().startswith("["):
-        try:
-            to = ast.literal_eval(to.strip())
-        except (ValueError, SyntaxError):
-            raise AirflowFailException(f"'to' looks like a list but is not one: {to[:100]!r}") from None
-    if isinstance(to, Sequence) and not isinstance(to, str):  # lists, tuples, XCom sequences
-        return list(to), True
-    if isinstance(to, str) and "," in to:
-        return [part.strip() for part in to.split(",") if part.strip()], True
-    return [to], False
-
-
-def raise_for_task(error: WhatsInfinityError) -> NoReturn:
-    """
-    Raise what a task should for an error.
-
-    That is the error itself when a retry may help, else a failure that skips Airflow's retries.
-
-    :param error: The error a call raised.
-    """
-    if error.transient:
-        raise error
-    raise AirflowFailException(f"{type(error).__name__}: {error}") from error
 
 
 class WhatsInfinityBaseOperator(BaseOperator):
@@ -413,46 +363,6 @@ class WhatsInfinitySendMediaOperator(_SendOperator):
             )
 
         return send
-
-
-def public_url_for(location: Any, expiry: timedelta) -> str:
-    """
-    Return an http(s) URL for a file: the URL itself, or a signed one for object storage.
-
-    :param location: An http(s) URL, an ``ObjectStoragePath``, or a URL such as ``s3://bucket/key``.
-    :param expiry: How long a signed URL stays valid.
-    """
-    text = str(location)
-    is_storage_path = hasattr(location, "fs") and hasattr(location, "path")  # an ObjectStoragePath
-    if text.lower().startswith(("http://", "https://")) and not is_storage_path:
-        return text
-    protocol = text.split("://", 1)[0].lower() if "://" in text else ""
-    if not is_storage_path and protocol not in OBJECT_STORAGE_SCHEMES:
-        raise AirflowFailException(
-            f"url {text[:100]!r} is neither an http(s) URL nor an object-storage location such as "
-            f"s3://bucket/key (schemes: {', '.join(sorted(OBJECT_STORAGE_SCHEMES))})"
-        )
-    try:
-        if is_storage_path:  # signed through its own filesystem, with its Airflow connection
-            fs, path = location.fs, location.path
-        else:
-            import fsspec
-
-            fs, path = fsspec.core.url_to_fs(text)
-        signed = fs.sign(path, expiration=int(expiry.total_seconds()))
-    except NotImplementedError:
-        raise AirflowFailException(
-            f"The {protocol!r} filesystem cannot sign URLs for {text}: put the file where WhatsInfinity "
-            "can fetch it over http(s), or use storage that signs URLs (s3, gs)"
-        ) from None
-    except (ImportError, ValueError) as error:
-        raise AirflowFailException(
-            f"Cannot open {text} to sign a URL for it: {error}. Install the filesystem for {protocol!r} "
-            "(such as s3fs or gcsfs, or the matching Airflow provider)"
-        ) from None
-    if not str(signed).lower().startswith(("http://", "https://")):
-        raise AirflowFailException(f"Signing {text} gave {signed!r}, which is not an http(s) URL")
-    return str(signed)
 
 
 class WhatsInfinityRestartSessionOperator(WhatsInfinityBaseOperator):

@@ -1,0 +1,67 @@
+"""
+What operators, sensors and notifiers share: reading templated arguments, and errors as task outcomes.
+
+Kept apart from the operators so that a notifier (imported by every DAG that uses it as a callback)
+does not import them.
+"""
+
+from __future__ import annotations
+
+import ast
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, NoReturn
+
+from airflow_provider_whatsinfinity._compat import AirflowFailException
+
+if TYPE_CHECKING:
+    from airflow_provider_whatsinfinity.exceptions import WhatsInfinityError
+
+
+def as_bool(value: Any, name: str) -> bool:
+    """
+    Return a templated flag as a bool: a rendered template is a string such as ``"True"``.
+
+    :param value: The flag, a bool or its text.
+    :param name: The argument's name, for the error message.
+    """
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("true", "1", "yes", "on"):
+        return True
+    if text in ("false", "0", "no", "off", "", "none"):
+        return False
+    raise AirflowFailException(f"{name} must be true or false, got {value!r}")
+
+
+def recipients_of(to: Any) -> tuple[list[str | int], bool]:
+    """
+    Return the recipients of a send, and whether ``to`` was a list.
+
+    :param to: One number, or a list (or tuple) of numbers; a comma-separated string works too, and so
+        does a list rendered to text by a template (``"['919999999999', '447700900123']"``) when the
+        DAG does not render native objects.
+    """
+    if isinstance(to, str) and to.strip().startswith("["):
+        try:
+            to = ast.literal_eval(to.strip())
+        except (ValueError, SyntaxError):
+            raise AirflowFailException(f"'to' looks like a list but is not one: {to[:100]!r}") from None
+    if isinstance(to, Sequence) and not isinstance(to, str):  # lists, tuples, XCom sequences
+        return list(to), True
+    if isinstance(to, str) and "," in to:
+        return [part.strip() for part in to.split(",") if part.strip()], True
+    return [to], False
+
+
+def raise_for_task(error: WhatsInfinityError) -> NoReturn:
+    """
+    Raise what a task should for an error.
+
+    That is the error itself when a retry may help, else a failure that skips Airflow's retries.
+
+    :param error: The error a call raised.
+    """
+    if error.transient:
+        raise error
+    raise AirflowFailException(f"{type(error).__name__}: {error}") from error

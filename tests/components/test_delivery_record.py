@@ -319,7 +319,11 @@ def task_timeout():
 
 
 @pytest.mark.parametrize("fault", [{"status": 429}, {"status": 503}], ids=["rate limited", "queue full"])
-def test_a_task_timeout_while_waiting_out_a_refusal_loses_nobody(hook, linked, task_timeout, fault):
+def test_a_task_timeout_while_waiting_out_a_refusal_loses_nobody(
+    hook, linked, task_timeout, fault, monkeypatch
+):
+    # Full jitter could draw a pause shorter than the timer: take the longest, so the timer fires in it.
+    monkeypatch.setattr("random.uniform", lambda low, high: high)
     store = Store()
     linked.add_fault("/send", "status", times=1, retryAfter=5, **fault)  # the client waits ~5 s or backs off
     slow_backoff = {"retry": RetrySettings(backoff_base=5, backoff_max=5)}

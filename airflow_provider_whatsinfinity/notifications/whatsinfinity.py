@@ -25,6 +25,7 @@ from airflow.sdk import BaseNotifier
 from airflow_provider_whatsinfinity._compat import redact
 from airflow_provider_whatsinfinity.exceptions import OutcomeUnknownError, ValidationError
 from airflow_provider_whatsinfinity.get_provider_info import DEFAULT_CONN_ID
+from airflow_provider_whatsinfinity.hook_lifecycle import WhatsInfinityHookMixin
 from airflow_provider_whatsinfinity.notifications import postbox
 from airflow_provider_whatsinfinity.notifications.postbox import Letter, adrive, drive, send_alone
 from airflow_provider_whatsinfinity.spec import MAX_MESSAGE_LENGTH, text_length
@@ -38,7 +39,6 @@ if TYPE_CHECKING:
     from airflow.sdk import Context
 
     from airflow_provider_whatsinfinity.client import AsyncWhatsInfinityClient, WhatsInfinityClient
-    from airflow_provider_whatsinfinity.hooks.whatsinfinity import WhatsInfinityHook
     from airflow_provider_whatsinfinity.notifications.postbox import Steps
 
 #: The default alert: which DAG, task, try and run, and the exception when there is one.
@@ -103,7 +103,7 @@ def _field(thing: Any, name: str) -> Any:
 # The notifier ------------------------------------------------------------------------------------
 
 
-class WhatsInfinityNotifier(BaseNotifier):
+class WhatsInfinityNotifier(WhatsInfinityHookMixin, BaseNotifier):
     """
     Send a WhatsApp message from an Airflow callback or deadline alert.
 
@@ -121,6 +121,9 @@ class WhatsInfinityNotifier(BaseNotifier):
     Every recipient is tried, even when an earlier one failed; the first error is raised at the end,
     and every alert not delivered is logged at ERROR level with its DAG, task, run and recipient.
 
+    Each alert gets a hook of its own (:attr:`hook` from ``notify``, :attr:`hook_async` from
+    ``async_notify``), built from the connection id rendered for it and closed once it is sent.
+
     :param to: A phone number with country code, or a list of them. Templated.
     :param message: The message, templated with the callback's context (``dag``, ``ti``,
         ``run_id``, ``exception``, ...). The default names the DAG, task, try, run and exception.
@@ -135,6 +138,8 @@ class WhatsInfinityNotifier(BaseNotifier):
         message per recipient (see
         :class:`~airflow_provider_whatsinfinity.notifications.postbox.AlertPostbox`); ``False`` sends
         each alert alone.
+    :param hook_params: More arguments for :class:`WhatsInfinityHook`, such as ``timeout`` or
+        ``max_attempts``; ``max_rate_limit_wait`` above overrides the one here.
     """
 
     template_fields: Sequence[str] = ("to", "message", "whatsinfinity_conn_id")
@@ -148,6 +153,7 @@ class WhatsInfinityNotifier(BaseNotifier):
         whatsinfinity_conn_id: str = DEFAULT_CONN_ID,
         max_rate_limit_wait: float | None = None,
         digest: bool = True,
+        hook_params: dict[str, Any] | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -165,6 +171,9 @@ class WhatsInfinityNotifier(BaseNotifier):
         self.whatsinfinity_conn_id = whatsinfinity_conn_id
         self.max_rate_limit_wait = max_rate_limit_wait
         self.digest = digest
+        self.hook_params = dict(hook_params or {})
+        if max_rate_limit_wait is not None:
+            self.hook_params["max_rate_limit_wait"] = max_rate_limit_wait
         self._templates = {name: getattr(self, name) for name in self.template_fields}
 
     def render_template_fields(self, context: Context, jinja_env: jinja2.Environment | None = None) -> None:
@@ -218,43 +227,37 @@ class WhatsInfinityNotifier(BaseNotifier):
         # The masker cleans logs only: an exception in the default message could carry a password.
         return clip_text(redact(self.message), MAX_MESSAGE_LENGTH, note="message truncated")
 
-    def hook(self) -> WhatsInfinityHook:
-        """Return a hook on the connection this alert was rendered with, with this alert's budget."""
-        from airflow_provider_whatsinfinity.hooks.whatsinfinity import WhatsInfinityHook
-
-        return WhatsInfinityHook(
-            whatsinfinity_conn_id=self.whatsinfinity_conn_id, max_rate_limit_wait=self.max_rate_limit_wait
-        )
-
     def notify(self, context: Context) -> None:
         """Send the rendered message to every recipient."""
-        letters, hook = self._letters(context), self.hook()
+        letters = self._letters(context)
         try:
             client: WhatsInfinityClient | Exception
             try:
-                client = hook.get_conn()
+                client = self.hook.get_conn()  # built now, from this alert's connection id
             except Exception as error:
                 client = error
             for steps in self._deliveries(letters, client):
-                drive(steps, lambda step: hook.send_text(step.to, step.text, typing=step.typing))
+                drive(steps, lambda step: self.hook.send_text(step.to, step.text, typing=step.typing))
         finally:
-            hook.close()
+            self.close_hook()  # the next alert may render another connection id
             self._log_outcomes(letters)
         self._raise_first_error(letters)
 
     async def async_notify(self, context: Context) -> None:
         """Send the rendered message to every recipient, from the triggerer."""
-        letters, hook = self._letters(context), self.hook()
+        letters = self._letters(context)
         try:
             client: AsyncWhatsInfinityClient | Exception
             try:
-                client = await hook.get_async_client()
+                client = await self.hook_async.get_async_client()  # built now, as in notify
             except Exception as error:
                 client = error
             for steps in self._deliveries(letters, client):
-                await adrive(steps, lambda step: hook.asend_text(step.to, step.text, typing=step.typing))
+                await adrive(
+                    steps, lambda step: self.hook_async.asend_text(step.to, step.text, typing=step.typing)
+                )
         finally:
-            await hook.aclose()
+            await self.aclose_hook()
             self._log_outcomes(letters)
         self._raise_first_error(letters)
 

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
 
 from airflow_provider_whatsinfinity.exceptions import WhatsInfinityError
 from airflow_provider_whatsinfinity.get_provider_info import DEFAULT_CONN_ID
+from airflow_provider_whatsinfinity.hook_lifecycle import WhatsInfinityHookMixin
 from airflow_provider_whatsinfinity.task_helpers import raise_for_task
 
 if TYPE_CHECKING:
@@ -16,10 +16,8 @@ if TYPE_CHECKING:
 
     from airflow.sdk import Context
 
-    from airflow_provider_whatsinfinity.hooks.whatsinfinity import WhatsInfinityHook
 
-
-class WhatsInfinityBaseOperator(BaseOperator):
+class WhatsInfinityBaseOperator(WhatsInfinityHookMixin, BaseOperator):
     """
     Base of the WhatsInfinity operators: the connection and the hook built from it.
 
@@ -43,21 +41,12 @@ class WhatsInfinityBaseOperator(BaseOperator):
         self.whatsinfinity_conn_id = whatsinfinity_conn_id
         self.hook_params = hook_params or {}
 
-    @cached_property
-    def hook(self) -> WhatsInfinityHook:
-        """The hook on this operator's connection."""
-        from airflow_provider_whatsinfinity.hooks.whatsinfinity import WhatsInfinityHook
-
-        return WhatsInfinityHook(whatsinfinity_conn_id=self.whatsinfinity_conn_id, **self.hook_params)
-
     def execute(self, context: Context) -> Any:
         """Run the operator's work, then close the hook's connection pool, whatever happened."""
         try:
             return self.run(context)
         finally:
-            if "hook" in self.__dict__:
-                self.hook.close()
-                del self.__dict__["hook"]
+            self.close_hook()
 
     def run(self, context: Context) -> Any:
         """Do the operator's work; subclasses implement this instead of ``execute``."""

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import time
 from datetime import timedelta
-from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseSensorOperator, PokeReturnValue
@@ -17,16 +16,15 @@ from airflow_provider_whatsinfinity._compat import (
 )
 from airflow_provider_whatsinfinity.exceptions import WhatsInfinityError
 from airflow_provider_whatsinfinity.get_provider_info import DEFAULT_CONN_ID
+from airflow_provider_whatsinfinity.hook_lifecycle import WhatsInfinityHookMixin
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
     from airflow.sdk import Context
 
-    from airflow_provider_whatsinfinity.hooks.whatsinfinity import WhatsInfinityHook
 
-
-class WhatsInfinitySessionReadySensor(BaseSensorOperator):
+class WhatsInfinitySessionReadySensor(WhatsInfinityHookMixin, BaseSensorOperator):
     """
     Wait until check-session says the session ``isReady``, in poke, reschedule or deferrable mode.
 
@@ -34,11 +32,16 @@ class WhatsInfinitySessionReadySensor(BaseSensorOperator):
     once: it will not become ready by itself. Transient errors (service unreachable, server errors)
     count as "not ready yet"; permanent ones (wrong key, unknown session) fail the task.
 
+    Its hook is closed when the wait ends, in every mode: when it succeeds or fails, between two
+    checks in ``reschedule`` mode, and once the first check has handed over to the trigger.
+
     .. code-block:: python
 
         WhatsInfinitySessionReadySensor(task_id="wait_for_session", deferrable=True, poke_interval=30)
 
     :param whatsinfinity_conn_id: The WhatsInfinity connection to use. Templated.
+    :param hook_params: More arguments for :class:`WhatsInfinityHook`, such as ``timeout`` or
+        ``max_attempts``, for the checks made in a worker (the trigger uses the connection's own).
     :param deferrable: Wait in the triggerer instead of a worker slot.
     :return: The session's status when ready, as a dict (XCom).
     """
@@ -50,19 +53,14 @@ class WhatsInfinitySessionReadySensor(BaseSensorOperator):
         self,
         *,
         whatsinfinity_conn_id: str = DEFAULT_CONN_ID,
+        hook_params: dict[str, Any] | None = None,
         deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self.whatsinfinity_conn_id = whatsinfinity_conn_id
+        self.hook_params = hook_params or {}
         self.deferrable = deferrable
-
-    @cached_property
-    def hook(self) -> WhatsInfinityHook:
-        """The hook on this sensor's connection."""
-        from airflow_provider_whatsinfinity.hooks.whatsinfinity import WhatsInfinityHook
-
-        return WhatsInfinityHook(whatsinfinity_conn_id=self.whatsinfinity_conn_id)
 
     def poke(self, context: Context) -> PokeReturnValue:
         """Check the session once."""
@@ -81,8 +79,16 @@ class WhatsInfinitySessionReadySensor(BaseSensorOperator):
 
     def execute(self, context: Context) -> Any:
         """Wait for the session: poke in a worker, or check once and then defer to the trigger."""
-        if not self.deferrable:
-            return super().execute(context)
+        try:
+            if not self.deferrable:
+                return super().execute(context)
+            return self._check_then_defer(context)
+        finally:
+            # Also when a reschedule or the deferral ends this run: the wait goes on elsewhere.
+            self.close_hook()
+
+    def _check_then_defer(self, context: Context) -> Any:
+        """Check once in the worker; if the session is not ready yet, defer to the trigger."""
         try:
             first = self.poke(context)
         except (AirflowFailException, AirflowSensorTimeout) as error:

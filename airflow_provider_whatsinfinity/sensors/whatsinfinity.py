@@ -19,7 +19,7 @@ from airflow_provider_whatsinfinity.get_provider_info import DEFAULT_CONN_ID
 from airflow_provider_whatsinfinity.hook_lifecycle import WhatsInfinityHookMixin
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Mapping, Sequence
 
     from airflow.sdk import Context
 
@@ -114,13 +114,17 @@ class WhatsInfinitySessionReadySensor(WhatsInfinityHookMixin, BaseSensorOperator
             timeout=timedelta(seconds=timeout),
         )
 
-    def execute_complete(self, context: Context, event: dict[str, Any]) -> dict[str, Any]:
+    def execute_complete(self, context: Context, event: Mapping[str, Any]) -> dict[str, Any]:
         """
         Finish after the trigger's event.
 
-        :param event: ``{"status", "session", "error"}`` from the trigger.
+        :param event: The trigger's
+            :class:`~airflow_provider_whatsinfinity.triggers.whatsinfinity.SessionReadyEvent`
+            (``{"outcome", "session", "error"}``), or an event that an older version of this provider
+            left in the database before an upgrade, which named the outcome ``status``.
         """
-        outcome = event.get("status")
+        # Versions up to 0.1 put the outcome under "status", beside the session's own "status".
+        outcome = event.get("outcome", event.get("status"))
         session = event.get("session") or {}
         if outcome == "ready":
             self.log.info("Session %s is ready", session.get("session_id"))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal, TypedDict
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
@@ -16,14 +16,34 @@ if TYPE_CHECKING:
 
     from airflow_provider_whatsinfinity.models import SessionStatus
 
+#: How a wait for the session ended.
+WaitOutcome = Literal["ready", "disabled", "timeout", "error"]
+
+
+class SessionReadyEvent(TypedDict):
+    """
+    The payload of the trigger's one event: plain JSON, read by the sensor's ``execute_complete``.
+
+    Versions up to 0.1 named ``outcome`` ``status``, which the session's own ``status`` also is; the
+    sensor still reads such an event, left in the database by a wait deferred before an upgrade.
+    """
+
+    #: How the wait ended.
+    outcome: WaitOutcome
+    #: The last session status seen (``SessionStatus.to_dict()``), ``None`` before any answer.
+    session: dict[str, Any] | None
+    #: The error that ended the wait (``WhatsInfinityError.to_dict()``) when ``outcome`` is ``error``.
+    error: dict[str, Any] | None
+
 
 class WhatsInfinitySessionReadyTrigger(BaseTrigger):
     """
     Poll check-session with the async client until the session is ready, disabled, or out of time.
 
-    Yields one event, plain JSON: ``{"status": "ready" | "disabled" | "timeout" | "error", "session":
-    {...} | None, "error": {...} | None}``. Transient errors (the service unreachable, a server error)
-    are logged and polled through; permanent ones (a wrong key, an unknown session) end the wait.
+    Yields one event, a :class:`SessionReadyEvent`: ``{"outcome": "ready" | "disabled" | "timeout" |
+    "error", "session": {...} | None, "error": {...} | None}``. Transient errors (the service
+    unreachable, a server error) are logged and polled through; permanent ones (a wrong key, an
+    unknown session) end the wait.
 
     :param whatsinfinity_conn_id: The WhatsInfinity connection to use.
     :param poke_interval: Seconds between two checks.
@@ -63,11 +83,11 @@ class WhatsInfinitySessionReadyTrigger(BaseTrigger):
                 try:
                     status = await self._check(hook)
                 except asyncio.TimeoutError:  # not the builtin TimeoutError on Python 3.10
-                    yield TriggerEvent({"status": "timeout", "session": session, "error": None})
+                    yield _event("timeout", session)
                     return
                 except WhatsInfinityError as error:
                     if not error.transient:
-                        yield TriggerEvent({"status": "error", "session": session, "error": error.to_dict()})
+                        yield _event("error", session, error.to_dict())
                         return
                     self.log.warning(
                         "Session check failed, trying again in %.0f s: %s", self.poke_interval, error
@@ -80,11 +100,10 @@ class WhatsInfinitySessionReadyTrigger(BaseTrigger):
                     last_summary = summary
                     session = status.to_dict()
                     if status.is_ready or status.status == "disabled":
-                        outcome = "ready" if status.is_ready else "disabled"
-                        yield TriggerEvent({"status": outcome, "session": session, "error": None})
+                        yield _event("ready" if status.is_ready else "disabled", session)
                         return
                 if self.timeout_at is not None and time.time() >= self.timeout_at:
-                    yield TriggerEvent({"status": "timeout", "session": session, "error": None})
+                    yield _event("timeout", session)
                     return
                 pause = self.poke_interval
                 if self.timeout_at is not None:
@@ -112,3 +131,10 @@ class WhatsInfinitySessionReadyTrigger(BaseTrigger):
         if not done:
             raise asyncio.TimeoutError
         return check.result()
+
+
+def _event(
+    outcome: WaitOutcome, session: dict[str, Any] | None, error: dict[str, Any] | None = None
+) -> TriggerEvent:
+    payload: SessionReadyEvent = {"outcome": outcome, "session": session, "error": error}
+    return TriggerEvent(payload)

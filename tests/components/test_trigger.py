@@ -52,7 +52,7 @@ def test_ready_event_once_the_session_links(whatsinfinity_emulator, monkeypatch)
     monkeypatch.setenv("AIRFLOW_CONN_WHATSINFINITY_DEFAULT", connection_json(whatsinfinity_emulator.url))
     whatsinfinity_emulator.create_session(SESSION, KEY)
     event = first_event(WhatsInfinitySessionReadyTrigger(poke_interval=0.2))
-    assert event["status"] == "ready"
+    assert event["outcome"] == "ready"
     assert event["error"] is None
     assert (event["session"]["session_id"], event["session"]["is_ready"]) == (SESSION, True)
     assert len(whatsinfinity_emulator.requests(f"/check-session/{SESSION}")) >= 2
@@ -62,7 +62,7 @@ def test_disabled_event(conn):
     conn.create_session(SESSION, KEY)
     conn.disable(SESSION)
     event = first_event(WhatsInfinitySessionReadyTrigger(poke_interval=0.1))
-    assert (event["status"], event["session"]["status"]) == ("disabled", "disabled")
+    assert (event["outcome"], event["session"]["status"]) == ("disabled", "disabled")
 
 
 def test_error_event_for_a_permanent_error(whatsinfinity_emulator, monkeypatch):
@@ -70,7 +70,7 @@ def test_error_event_for_a_permanent_error(whatsinfinity_emulator, monkeypatch):
     wrong = connection_json(whatsinfinity_emulator.url, password="wrong-key-0123456789")
     monkeypatch.setenv("AIRFLOW_CONN_WHATSINFINITY_DEFAULT", wrong)
     event = first_event(WhatsInfinitySessionReadyTrigger(poke_interval=0.1))
-    assert event["status"] == "error"
+    assert event["outcome"] == "error"
     assert event["error"]["type"] == "AuthenticationError"
     assert event["error"]["status_code"] == 401
     assert event["error"]["request_id"]
@@ -81,7 +81,7 @@ def test_timeout_event(conn):
     conn.create_session(SESSION, KEY)
     started = time.monotonic()
     event = first_event(WhatsInfinitySessionReadyTrigger(poke_interval=0.2, timeout_at=time.time() + 0.7))
-    assert event["status"] == "timeout"
+    assert event["outcome"] == "timeout"
     assert event["session"]["status"] == "qr"
     assert 0.6 <= time.monotonic() - started < 3
 
@@ -91,7 +91,7 @@ def test_transient_errors_are_polled_through(conn):
     # Enough server errors to exhaust the client's own attempts once: the trigger logs and polls again.
     conn.add_fault("/check-session", "status", status=502, times=4)
     event = first_event(WhatsInfinitySessionReadyTrigger(poke_interval=0.1))
-    assert event["status"] == "ready"
+    assert event["outcome"] == "ready"
     assert len(conn.requests(f"/check-session/{SESSION}")) == 5
 
 
@@ -101,7 +101,7 @@ def test_a_slow_check_does_not_outlast_the_timeout(conn):
     started = time.monotonic()
     event = first_event(WhatsInfinitySessionReadyTrigger(poke_interval=0.5, timeout_at=time.time() + 1))
     waited = time.monotonic() - started
-    assert event["status"] == "timeout"
+    assert event["outcome"] == "timeout"
     # Within one poll (plus start-up slack), not after the 15 s answer or the 30 s request timeout.
     assert waited < 1 + 0.5 + 2, waited
 

@@ -244,7 +244,7 @@ async def _triggers(config: dict[str, Any]) -> dict[str, Any]:
             if index in events:
                 when, payload = events[index]
                 delays.append(when - record["sent"])
-                statuses.append(payload.get("status"))
+                statuses.append(payload.get("outcome"))
         figures["link_request_s_median"] = median([r["answered"] - r["sent"] for r in records])
         figures["linked"] = len(linked)
         figures["events_of_linked"] = len(delays)

@@ -78,8 +78,9 @@ IMPORTS = [
     ),
     Import(
         "ours: all three",
-        "import airflow_provider_whatsinfinity.operators.whatsinfinity, "
-        "airflow_provider_whatsinfinity.sensors.whatsinfinity, "
+        # The operators module loads its classes on first use: import them all, as a DAG would.
+        "from airflow_provider_whatsinfinity.operators.whatsinfinity import *; "
+        "import airflow_provider_whatsinfinity.sensors.whatsinfinity, "
         "airflow_provider_whatsinfinity.notifications.whatsinfinity",
         True,
     ),

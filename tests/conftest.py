@@ -37,16 +37,13 @@ os.environ["AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_CONFIG_LIST"] = json.dumps(
 import httpx  # noqa: E402
 import pytest  # noqa: E402
 
+from tests.common import KEY, SESSION, connection_json  # noqa: E402
 from tests.proxy import proxy  # noqa: E402, F401 - the misbehaving proxy fixture, for every test
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
     from airflow_provider_whatsinfinity.emulator import RunningEmulator
-
-SESSION = "mysession"
-KEY = "your-session-api-key"
-PHONE = "919999999999"
 
 
 @pytest.fixture
@@ -61,13 +58,6 @@ def linked(whatsinfinity_emulator: RunningEmulator) -> RunningEmulator:
     """The emulator with the default session created and linked."""
     whatsinfinity_emulator.create_session(SESSION, KEY, link=True)
     return whatsinfinity_emulator
-
-
-def connection_json(url: str, login: str = SESSION, password: str = KEY, **extra: object) -> str:
-    """An AIRFLOW_CONN_... value in JSON form for a WhatsInfinity connection."""
-    return json.dumps(
-        {"conn_type": "whatsinfinity", "host": url, "login": login, "password": password, "extra": extra}
-    )
 
 
 @pytest.fixture

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import KEY, SESSION, connection_json
+from tests.common import KEY, SESSION, connection_json
 
 EXAMPLE_DAGS = Path(__file__).resolve().parents[2] / "example_dags"
 TEST_DAGS = Path(__file__).resolve().parent / "files"

@@ -8,7 +8,7 @@ import io
 import pytest
 
 from airflow_provider_whatsinfinity.triggers.whatsinfinity import WhatsInfinitySessionReadyTrigger
-from tests.conftest import KEY, PHONE, SESSION, connection_json
+from tests.common import KEY, PHONE, SESSION, connection_json
 from tests.dags.conftest import EXAMPLE_DAGS, example_module, load_example, task_states
 
 EXAMPLES = sorted(p.stem for p in EXAMPLE_DAGS.glob("example_*.py"))

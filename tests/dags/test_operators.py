@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from tests.conftest import KEY, PHONE, SESSION, connection_json
+from tests.common import KEY, PHONE, SESSION, connection_json
 from tests.dags.conftest import task_states
 
 OTHERS = ["447700900123", "15550109999"]

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 import httpx
 import pytest
 
-from tests.conftest import KEY, PHONE, SESSION
+from tests.common import KEY, PHONE, SESSION
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator

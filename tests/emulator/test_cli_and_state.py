@@ -19,7 +19,7 @@ import httpx
 import pytest
 
 from airflow_provider_whatsinfinity.emulator.process import EmulatorProcess, emulator_command, free_port
-from tests.conftest import KEY, PHONE, SESSION
+from tests.common import KEY, PHONE, SESSION
 from tests.emulator.slow_media import slow_media_server
 
 if TYPE_CHECKING:

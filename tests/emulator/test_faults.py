@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 import httpx
 import pytest
 
-from tests.conftest import KEY, PHONE, SESSION
+from tests.common import KEY, PHONE, SESSION
 
 if TYPE_CHECKING:
     from airflow_provider_whatsinfinity.emulator import RunningEmulator

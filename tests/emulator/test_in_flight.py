@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 import httpx
 import pytest
 
-from tests.conftest import KEY, PHONE, SESSION
+from tests.common import KEY, PHONE, SESSION
 from tests.emulator.slow_media import slow_media_server
 
 if TYPE_CHECKING:

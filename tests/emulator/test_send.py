@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from tests.conftest import KEY, PHONE, SESSION
+from tests.common import KEY, PHONE, SESSION
 
 
 def text(message: str = "hello", **extra):

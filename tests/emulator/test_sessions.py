@@ -8,7 +8,7 @@ import time
 import httpx
 import pytest
 
-from tests.conftest import KEY, SESSION
+from tests.common import KEY, SESSION
 
 
 def decode_qr(png: bytes) -> str:

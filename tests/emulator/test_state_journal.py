@@ -20,7 +20,7 @@ import pytest
 
 from airflow_provider_whatsinfinity.emulator import run_emulator
 from airflow_provider_whatsinfinity.emulator.process import free_port
-from tests.conftest import KEY, PHONE, SESSION
+from tests.common import KEY, PHONE, SESSION
 from tests.emulator.test_cli_and_state import check, control, emulator_process, outbox, run_cli, send_text
 
 if TYPE_CHECKING:

@@ -17,7 +17,7 @@ from airflow_provider_whatsinfinity.get_provider_info import (
     get_provider_info,
 )
 from airflow_provider_whatsinfinity.hooks.whatsinfinity import WhatsInfinityHook, base_url_of
-from tests.conftest import KEY, PHONE, SESSION, connection_json
+from tests.common import KEY, PHONE, SESSION, connection_json
 
 if TYPE_CHECKING:
     from collections.abc import Callable

@@ -15,7 +15,7 @@ from airflow_provider_whatsinfinity.exceptions import (
     ValidationError,
 )
 from airflow_provider_whatsinfinity.models import SendResult, SessionStatus
-from tests.conftest import KEY, PHONE, SESSION
+from tests.common import KEY, PHONE, SESSION
 
 
 def test_session_lifecycle(hook, whatsinfinity_emulator):
@@ -158,7 +158,7 @@ def test_server_errors_map_to_their_classes(hook, whatsinfinity_emulator):
 
 def test_wrong_key_is_an_authentication_error(whatsinfinity_emulator, monkeypatch):
     from airflow_provider_whatsinfinity.hooks.whatsinfinity import WhatsInfinityHook
-    from tests.conftest import connection_json
+    from tests.common import connection_json
 
     whatsinfinity_emulator.create_session(SESSION, KEY, link=True)
     wrong = "wrong-key-0123456789"

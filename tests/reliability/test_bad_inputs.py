@@ -19,7 +19,7 @@ from airflow_provider_whatsinfinity.operators.whatsinfinity import (
     WhatsInfinitySendMediaOperator,
     WhatsInfinitySendTextOperator,
 )
-from tests.conftest import KEY, PHONE, SESSION, connection_json
+from tests.common import KEY, PHONE, SESSION, connection_json
 
 URL = "https://files.example.com/report.pdf"
 

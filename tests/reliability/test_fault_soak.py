@@ -16,7 +16,7 @@ from airflow.sdk.exceptions import AirflowFailException
 from airflow_provider_whatsinfinity.client import RetrySettings
 from airflow_provider_whatsinfinity.exceptions import OutcomeUnknownError, WhatsInfinityError
 from airflow_provider_whatsinfinity.operators.whatsinfinity import WhatsInfinitySendTextOperator
-from tests.conftest import KEY, PHONE, SESSION
+from tests.common import KEY, PHONE, SESSION
 
 MESSAGES = 200
 FAST = RetrySettings(backoff_base=0.005, backoff_max=0.02)

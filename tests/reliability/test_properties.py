@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from airflow_provider_whatsinfinity.client import WhatsInfinityClient
 from airflow_provider_whatsinfinity.exceptions import ValidationError
 from airflow_provider_whatsinfinity.validation import normalize_phone
-from tests.conftest import KEY, PHONE, SESSION
+from tests.common import KEY, PHONE, SESSION
 
 if TYPE_CHECKING:
     import httpx

@@ -13,7 +13,7 @@ import httpx
 
 from airflow_provider_whatsinfinity.client import RetrySettings, WhatsInfinityClient
 from airflow_provider_whatsinfinity.exceptions import OutcomeUnknownError, ServiceUnreachableError
-from tests.conftest import KEY, PHONE, SESSION
+from tests.common import KEY, PHONE, SESSION
 
 MESSAGES = 60
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import PHONE, SESSION, connection_json
+from tests.common import PHONE, SESSION, connection_json
 from tests.dags.conftest import load_example, task_states
 
 SECRET = "SECRET-7f3a9c2e-DEADBEEF-KEY"

@@ -7,7 +7,7 @@ import pytest
 from airflow_provider_whatsinfinity.client import WhatsInfinityClient
 from airflow_provider_whatsinfinity.exceptions import ValidationError
 from airflow_provider_whatsinfinity.validation import normalize_phone
-from tests.conftest import KEY, PHONE, SESSION
+from tests.common import KEY, PHONE, SESSION
 
 
 @pytest.mark.parametrize(

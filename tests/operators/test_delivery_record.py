@@ -23,7 +23,7 @@ from airflow_provider_whatsinfinity.operators.whatsinfinity import (
     WhatsInfinitySendMediaOperator,
     WhatsInfinitySendTextOperator,
 )
-from tests.conftest import KEY, PHONE, connection_json
+from tests.common import KEY, PHONE, connection_json
 
 OTHER = "447700900123"
 THIRD = "15550109999"

@@ -15,7 +15,7 @@ from airflow_provider_whatsinfinity.exceptions import OutcomeUnknownError, RateL
 from airflow_provider_whatsinfinity.notifications import postbox
 from airflow_provider_whatsinfinity.notifications.postbox import AlertPostbox
 from airflow_provider_whatsinfinity.notifications.whatsinfinity import WhatsInfinityNotifier
-from tests.conftest import KEY, PHONE
+from tests.common import KEY, PHONE
 
 DAG_ID = "storm"
 RUN = re.compile(r"run (storm_\d\d)")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from airflow_provider_whatsinfinity.client import AsyncWhatsInfinityClient, WhatsInfinityClient, ssl_context
-from tests.conftest import KEY, SESSION
+from tests.common import KEY, SESSION
 
 
 def test_clients_share_one_ssl_context_but_not_their_keys(whatsinfinity_emulator):

@@ -5,7 +5,7 @@ from __future__ import annotations
 from structlog.testing import capture_logs
 
 from airflow_provider_whatsinfinity.sensors.whatsinfinity import WhatsInfinitySessionReadySensor
-from tests.conftest import KEY, PHONE, SESSION
+from tests.common import KEY, PHONE, SESSION
 
 
 def test_each_poke_logs_status_queue_and_warning(hook, whatsinfinity_emulator):

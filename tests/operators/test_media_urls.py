@@ -15,7 +15,7 @@ from airflow_provider_whatsinfinity.operators.whatsinfinity import (
     WhatsInfinitySendMediaOperator,
     public_url_for,
 )
-from tests.conftest import PHONE
+from tests.common import PHONE
 
 
 class SigningFileSystem(MemoryFileSystem):
@@ -83,7 +83,7 @@ def signing_stores(monkeypatch):
 def test_object_storage_file_is_sent_as_a_signed_url(
     hook, whatsinfinity_emulator, report_server, signing_stores, as_path
 ):
-    from tests.conftest import KEY, SESSION
+    from tests.common import KEY, SESSION
 
     whatsinfinity_emulator.create_session(SESSION, KEY, link=True)
     folder, base_url = report_server

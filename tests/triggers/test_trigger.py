@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from airflow_provider_whatsinfinity.triggers.whatsinfinity import WhatsInfinitySessionReadyTrigger
-from tests.conftest import KEY, SESSION, connection_json
+from tests.common import KEY, SESSION, connection_json
 
 
 def first_event(trigger: WhatsInfinitySessionReadyTrigger, timeout: float = 20) -> Any:

@@ -14,7 +14,7 @@ from airflow_provider_whatsinfinity.notifications.whatsinfinity import (
     WhatsInfinityNotifier,
     send_whatsinfinity_notification,
 )
-from tests.conftest import PHONE
+from tests.common import PHONE
 
 DAG_ID = "nightly_load"
 
@@ -88,7 +88,7 @@ def test_async_notify_raises_after_trying_everyone(hook, linked):
 
 
 def test_a_reused_notifier_renders_each_alert_afresh(whatsinfinity_emulator, monkeypatch):
-    from tests.conftest import KEY, SESSION, connection_json
+    from tests.common import KEY, SESSION, connection_json
 
     whatsinfinity_emulator.create_session(SESSION, KEY, link=True)
     whatsinfinity_emulator.create_session("backup", "backup-key-0123456789", link=True)

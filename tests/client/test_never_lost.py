@@ -24,7 +24,7 @@ from airflow_provider_whatsinfinity.exceptions import (
     ValidationError,
 )
 from airflow_provider_whatsinfinity.hooks.whatsinfinity import WhatsInfinityHook
-from tests.conftest import KEY, PHONE, SESSION, connection_json
+from tests.common import KEY, PHONE, SESSION, connection_json
 
 FAST = RetrySettings(backoff_base=0.01, backoff_max=0.05)
 

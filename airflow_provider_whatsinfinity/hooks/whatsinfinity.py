@@ -12,15 +12,14 @@ from airflow.sdk import BaseHook
 from airflow_provider_whatsinfinity._compat import mask_secret, redact
 from airflow_provider_whatsinfinity.client import AsyncWhatsInfinityClient, RetrySettings, WhatsInfinityClient
 from airflow_provider_whatsinfinity.exceptions import ValidationError, WhatsInfinityError
-from airflow_provider_whatsinfinity.get_provider_info import (
-    CONN_FIELDS,
+from airflow_provider_whatsinfinity.get_provider_info import CONN_FIELDS, UI_FIELD_BEHAVIOUR
+from airflow_provider_whatsinfinity.spec import (
     CONN_TYPE,
+    DEFAULT_BASE_URL,
     DEFAULT_CONN_ID,
     DEFAULT_MAX_RATE_LIMIT_WAIT,
     DEFAULT_TIMEOUT,
-    UI_FIELD_BEHAVIOUR,
 )
-from airflow_provider_whatsinfinity.spec import DEFAULT_BASE_URL
 from airflow_provider_whatsinfinity.validation import check_number, redact_url
 
 if TYPE_CHECKING:

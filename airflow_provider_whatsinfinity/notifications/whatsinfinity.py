@@ -24,11 +24,10 @@ from airflow.sdk import BaseNotifier
 
 from airflow_provider_whatsinfinity._compat import redact
 from airflow_provider_whatsinfinity.exceptions import OutcomeUnknownError, ValidationError
-from airflow_provider_whatsinfinity.get_provider_info import DEFAULT_CONN_ID
 from airflow_provider_whatsinfinity.hook_lifecycle import WhatsInfinityHookMixin
 from airflow_provider_whatsinfinity.notifications import postbox
 from airflow_provider_whatsinfinity.notifications.postbox import Letter, adrive, drive, send_alone
-from airflow_provider_whatsinfinity.spec import MAX_MESSAGE_LENGTH, text_length
+from airflow_provider_whatsinfinity.spec import DEFAULT_CONN_ID, MAX_MESSAGE_LENGTH, text_length
 from airflow_provider_whatsinfinity.task_helpers import recipients_of
 from airflow_provider_whatsinfinity.validation import normalize_phone
 

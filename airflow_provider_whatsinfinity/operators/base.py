@@ -7,8 +7,8 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import BaseOperator
 
 from airflow_provider_whatsinfinity.exceptions import WhatsInfinityError
-from airflow_provider_whatsinfinity.get_provider_info import DEFAULT_CONN_ID
 from airflow_provider_whatsinfinity.hook_lifecycle import WhatsInfinityHookMixin
+from airflow_provider_whatsinfinity.spec import DEFAULT_CONN_ID
 from airflow_provider_whatsinfinity.task_helpers import raise_for_task
 
 if TYPE_CHECKING:

@@ -15,8 +15,8 @@ from airflow_provider_whatsinfinity._compat import (
     conf,
 )
 from airflow_provider_whatsinfinity.exceptions import WhatsInfinityError
-from airflow_provider_whatsinfinity.get_provider_info import DEFAULT_CONN_ID
 from airflow_provider_whatsinfinity.hook_lifecycle import WhatsInfinityHookMixin
+from airflow_provider_whatsinfinity.spec import DEFAULT_CONN_ID
 
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence

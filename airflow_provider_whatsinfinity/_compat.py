@@ -25,6 +25,11 @@ except ImportError:  # Airflow < 3.1
     )
 
 try:
+    from airflow.sdk import BaseHook
+except ImportError:  # Airflow 3.0
+    from airflow.hooks.base import BaseHook  # type: ignore[no-redef,attr-defined,unused-ignore]
+
+try:
     from airflow.sdk import conf
 except ImportError:  # Airflow < 3.2
     from airflow.configuration import conf  # type: ignore[assignment]
@@ -44,6 +49,8 @@ __all__ = [
     "AirflowFailException",
     "AirflowSensorTimeout",
     "AirflowSkipException",
+    "BaseHook",
+    "aget_connection",
     "conf",
     "mask_secret",
     "redact",
@@ -69,3 +76,20 @@ def redact(text: str) -> str:
     """
     cleaned: Any = _redact(text)
     return str(cleaned)
+
+
+async def aget_connection(hook: Any, conn_id: str) -> Any:
+    """
+    Return a connection from async code: ``hook.aget_connection`` where Airflow has it (3.1+).
+
+    Airflow 3.0 has only the blocking lookup, run here in a thread so that the event loop (the
+    triggerer's) is never blocked.
+
+    :param hook: The hook asking.
+    :param conn_id: The connection's ID.
+    """
+    if hasattr(hook, "aget_connection"):
+        return await hook.aget_connection(conn_id)
+    import asyncio
+
+    return await asyncio.to_thread(hook.get_connection, conn_id)

@@ -7,9 +7,7 @@ from functools import cached_property
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
-from airflow.sdk import BaseHook
-
-from airflow_provider_whatsinfinity._compat import mask_secret, redact
+from airflow_provider_whatsinfinity._compat import BaseHook, aget_connection, mask_secret, redact
 from airflow_provider_whatsinfinity.client import AsyncWhatsInfinityClient, RetrySettings, WhatsInfinityClient
 from airflow_provider_whatsinfinity.exceptions import ValidationError, WhatsInfinityError
 from airflow_provider_whatsinfinity.get_provider_info import CONN_FIELDS, UI_FIELD_BEHAVIOUR
@@ -134,7 +132,7 @@ class WhatsInfinityHook(BaseHook):
     async def get_async_client(self) -> AsyncWhatsInfinityClient:
         """Return the asyncio client, built from the connection on first use and reused after that."""
         if self._async_client is None:
-            connection = await self.aget_connection(self.whatsinfinity_conn_id)
+            connection = await aget_connection(self, self.whatsinfinity_conn_id)
             self._async_client = AsyncWhatsInfinityClient(**self._client_params(connection))
         return self._async_client
 

@@ -261,8 +261,7 @@ def test_a_queue_full_error_is_still_a_queue_full_error(linked):
 
 
 def test_a_sensor_with_a_key_http_cannot_carry_fails_at_once_instead_of_polling(linked, monkeypatch):
-    from airflow.sdk.exceptions import AirflowFailException
-
+    from airflow_provider_whatsinfinity._compat import AirflowFailException
     from airflow_provider_whatsinfinity.sensors.whatsinfinity import WhatsInfinitySessionReadySensor
 
     secret = "kéy-0123456789abcdef"

@@ -12,10 +12,10 @@ from typing import Any
 
 import fsspec
 import pytest
-from airflow.sdk.exceptions import AirflowException, AirflowFailException
 from fsspec.implementations.memory import MemoryFileSystem
 from structlog.testing import capture_logs
 
+from airflow_provider_whatsinfinity._compat import AirflowException, AirflowFailException
 from airflow_provider_whatsinfinity.client import RetrySettings
 from airflow_provider_whatsinfinity.exceptions import QueueFullError
 from airflow_provider_whatsinfinity.operators.whatsinfinity import (

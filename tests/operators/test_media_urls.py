@@ -8,9 +8,9 @@ from datetime import timedelta
 import fsspec
 import pytest
 from airflow.sdk import ObjectStoragePath
-from airflow.sdk.exceptions import AirflowFailException
 from fsspec.implementations.memory import MemoryFileSystem
 
+from airflow_provider_whatsinfinity._compat import AirflowFailException
 from airflow_provider_whatsinfinity.operators.whatsinfinity import (
     WhatsInfinitySendMediaOperator,
     public_url_for,

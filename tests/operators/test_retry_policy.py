@@ -6,9 +6,9 @@ from datetime import timedelta
 
 import pytest
 from airflow.sdk import RetryAction
-from airflow.sdk.exceptions import AirflowFailException
 
 from airflow_provider_whatsinfinity import exceptions as wi
+from airflow_provider_whatsinfinity._compat import AirflowFailException
 from airflow_provider_whatsinfinity.retry_policy import WhatsInfinityRetryPolicy
 
 POLICY = WhatsInfinityRetryPolicy(min_delay=timedelta(seconds=5))

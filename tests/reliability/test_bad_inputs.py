@@ -11,8 +11,8 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from airflow.sdk.exceptions import AirflowFailException
 
+from airflow_provider_whatsinfinity._compat import AirflowFailException
 from airflow_provider_whatsinfinity.operators.whatsinfinity import (
     WhatsInfinityPairingCodeOperator,
     WhatsInfinityRestartSessionOperator,

@@ -11,8 +11,8 @@ from collections import Counter
 from typing import Any
 
 import pytest
-from airflow.sdk.exceptions import AirflowFailException
 
+from airflow_provider_whatsinfinity._compat import AirflowFailException
 from airflow_provider_whatsinfinity.client import RetrySettings
 from airflow_provider_whatsinfinity.exceptions import OutcomeUnknownError, WhatsInfinityError
 from airflow_provider_whatsinfinity.operators.whatsinfinity import WhatsInfinitySendTextOperator

@@ -12,9 +12,7 @@ per second, latency p50/p99/max, non-200 answers, and the CPU each process used 
 
 from __future__ import annotations
 
-import asyncio
 import json
-import time
 from typing import Any
 
 from bench.common import (
@@ -24,16 +22,13 @@ from bench.common import (
     BenchEmulator,
     Outcome,
     Table,
-    median,
-    own_cpu_seconds,
-    percentile,
-    process_cpu_seconds,
     rounded,
     run_worker,
     timed,
     worker_cpu,
     worker_main,
 )
+from bench.load import keepalive_load, run_load
 
 NAME = "emulator_load"
 SESSION = "bench-load"
@@ -58,64 +53,20 @@ def _request(scenario: str, port: int) -> bytes:
     return head + body
 
 
-async def _read_response(reader: asyncio.StreamReader) -> int:
-    """Read one response with a content-length; return its status."""
-    head = await reader.readuntil(b"\r\n\r\n")
-    lines = head.decode("latin-1").split("\r\n")
-    status = int(lines[0].split(" ", 2)[1])
-    length = 0
-    for line in lines[1:]:
-        name, _, value = line.partition(":")
-        if name.strip().lower() == "content-length":
-            length = int(value)
-    if length:
-        await reader.readexactly(length)
-    return status
-
-
 async def _load(config: dict[str, Any]) -> dict[str, Any]:
     """Keep ``concurrency`` connections busy through a warm-up and a measured window."""
-    port: int = config["port"]
-    request = _request(config["scenario"], port)
-    started = time.monotonic()
-    measure_from = started + config["warmup"]
-    stop_at = measure_from + config["seconds"]
-    latencies: list[float] = []
-    statuses: dict[int, int] = {}
-    errors: list[str] = []
-
-    async def client() -> None:
-        reader, writer = await asyncio.open_connection(LOOPBACK, port)
-        try:
-            while True:
-                sent = time.monotonic()
-                if sent >= stop_at:
-                    return
-                writer.write(request)
-                status = await _read_response(reader)
-                if sent >= measure_from:
-                    latencies.append(time.monotonic() - sent)
-                    statuses[status] = statuses.get(status, 0) + 1
-        except (OSError, asyncio.IncompleteReadError, ValueError) as error:
-            errors.append(f"{type(error).__name__}: {error}")
-        finally:
-            writer.close()
-
-    clients = [asyncio.create_task(client()) for _ in range(config["concurrency"])]
-    await asyncio.sleep(max(0.0, measure_from - time.monotonic()))
-    cpu_at_start = own_cpu_seconds()
-    emulator_at_start = process_cpu_seconds(config["emulator_pid"])
-    await asyncio.wait_for(asyncio.gather(*clients), timeout=config["seconds"] + 30)
-    window = time.monotonic() - measure_from
-    return {
-        "window_s": window,
-        "latencies": latencies,
-        "statuses": statuses,
-        "errors": errors[:5],
-        "error_count": len(errors),
-        "generator_cpu_s": own_cpu_seconds() - cpu_at_start,
-        "emulator_cpu_s": process_cpu_seconds(config["emulator_pid"]) - emulator_at_start,
-    }
+    result = await keepalive_load(
+        config["port"],
+        _request(config["scenario"], config["port"]),
+        concurrency=config["concurrency"],
+        warmup=config["warmup"],
+        seconds=config["seconds"],
+        emulator_pid=config["emulator_pid"],
+        slack=30,
+    )
+    result["statuses"] = result.pop("measured_statuses")
+    del result["all_statuses"]
+    return result
 
 
 def worker(config: dict[str, Any]) -> dict[str, Any]:
@@ -124,25 +75,7 @@ def worker(config: dict[str, Any]) -> dict[str, Any]:
 
     :param config: ``port``, ``emulator_pid``, ``scenario``, ``concurrency``, ``warmup``, ``seconds``.
     """
-    try:
-        import uvloop
-    except ImportError:  # plain asyncio works too, with a little more overhead per request
-        result = asyncio.run(_load(config))
-        result["loop"] = "asyncio"
-    else:
-        result = uvloop.run(_load(config))
-        result["loop"] = "uvloop"
-    latencies = result.pop("latencies")
-    count = len(latencies)
-    result.update(
-        {
-            "requests": count,
-            "p50_s": median(latencies),
-            "p99_s": percentile(latencies, 0.99),
-            "max_s": max(latencies) if latencies else float("nan"),
-        }
-    )
-    return result
+    return run_load(_load(config))
 
 
 def run(*, seconds: float = 10.0, warmup: float = 1.0, concurrency: int = CONCURRENCY) -> Outcome:

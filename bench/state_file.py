@@ -28,16 +28,13 @@ from bench.common import (
     Outcome,
     Table,
     Target,
-    median,
-    percentile,
-    process_cpu_seconds,
     rounded,
     run_worker,
     timed,
     worker_cpu,
     worker_main,
 )
-from bench.emulator_load import _read_response
+from bench.load import keepalive_load, read_response, run_load
 
 NAME = "state_file"
 SESSION = "bench-state"
@@ -63,9 +60,7 @@ async def _load(config: dict[str, Any]) -> dict[str, Any]:
     port: int = config["port"]
     request = _send_request(port)
     to_store: int = config["stored"]
-    statuses: dict[int, int] = {}
-    latencies: list[float] = []
-    errors: list[str] = []
+    stored: dict[int, int] = {}
 
     async def store() -> None:
         nonlocal to_store
@@ -74,55 +69,29 @@ async def _load(config: dict[str, Any]) -> dict[str, Any]:
             while to_store > 0:
                 to_store -= 1
                 writer.write(request)
-                status = await _read_response(reader)
-                statuses[status] = statuses.get(status, 0) + 1
+                status = await read_response(reader)
+                stored[status] = stored.get(status, 0) + 1
         finally:
             writer.close()
 
     seeding_started = time.monotonic()
     await asyncio.gather(*(store() for _ in range(config["concurrency"])))
     seeding_s = time.monotonic() - seeding_started
-    stored_ok = statuses.get(200, 0)
-
-    started = time.monotonic()
-    measure_from = started + config["warmup"]
-    stop_at = measure_from + config["seconds"]
-    measured: dict[int, int] = {}
-
-    async def send() -> None:
-        reader, writer = await asyncio.open_connection(LOOPBACK, port)
-        try:
-            while True:
-                sent = time.monotonic()
-                if sent >= stop_at:
-                    return
-                writer.write(request)
-                status = await _read_response(reader)
-                statuses[status] = statuses.get(status, 0) + 1
-                if sent >= measure_from:
-                    latencies.append(time.monotonic() - sent)
-                    measured[status] = measured.get(status, 0) + 1
-        except (OSError, asyncio.IncompleteReadError, ValueError) as error:
-            errors.append(f"{type(error).__name__}: {error}")
-        finally:
-            writer.close()
-
-    clients = [asyncio.create_task(send()) for _ in range(config["concurrency"])]
-    await asyncio.sleep(max(0.0, measure_from - time.monotonic()))
-    emulator_at_start = process_cpu_seconds(config["emulator_pid"])
-    await asyncio.wait_for(asyncio.gather(*clients), timeout=config["seconds"] + 60)
-    window = time.monotonic() - measure_from
-    return {
-        "seeding_s": seeding_s,
-        "stored_at_start": stored_ok,
-        "window_s": window,
-        "latencies": latencies,
-        "measured_statuses": measured,
-        "answered_200": statuses.get(200, 0),
-        "errors": errors[:5],
-        "error_count": len(errors),
-        "emulator_cpu_s": process_cpu_seconds(config["emulator_pid"]) - emulator_at_start,
-    }
+    result = await keepalive_load(
+        port,
+        request,
+        concurrency=config["concurrency"],
+        warmup=config["warmup"],
+        seconds=config["seconds"],
+        emulator_pid=config["emulator_pid"],
+        slack=60,
+    )
+    result.update(
+        seeding_s=seeding_s,
+        stored_at_start=stored.get(200, 0),
+        answered_200=stored.get(200, 0) + result.pop("all_statuses").get(200, 0),
+    )
+    return result
 
 
 def worker(config: dict[str, Any]) -> dict[str, Any]:
@@ -131,19 +100,8 @@ def worker(config: dict[str, Any]) -> dict[str, Any]:
 
     :param config: ``port``, ``emulator_pid``, ``stored``, ``concurrency``, ``warmup``, ``seconds``.
     """
-    try:
-        import uvloop
-    except ImportError:
-        result = asyncio.run(_load(config))
-    else:
-        result = uvloop.run(_load(config))
-    latencies = result.pop("latencies")
-    result.update(
-        sends=len(latencies),
-        p50_s=median(latencies),
-        p99_s=percentile(latencies, 0.99),
-        max_s=max(latencies) if latencies else float("nan"),
-    )
+    result = run_load(_load(config))
+    result["sends"] = result.pop("requests")
     return result
 
 

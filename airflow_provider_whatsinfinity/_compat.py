@@ -1,13 +1,14 @@
 """
-Imports that moved between Airflow 3 releases, in one place.
+What differs between Airflow 3 releases, in one place: imports that moved, and features checks.
 
-The provider is tested on Airflow 3.3; these fallbacks keep its modules importable on 3.0 to 3.2,
-where ``airflow.sdk`` did not yet carry everything it does now.
+CI runs the whole suite on the newest 3.0, 3.1, 3.2 and 3.3. Code elsewhere asks this module whether
+a feature exists (``HAS_RETRY_POLICY``) and calls :func:`needs_airflow` when it does not; it never
+compares version numbers.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NoReturn
 
 try:
     from airflow.sdk.exceptions import (
@@ -30,6 +31,26 @@ except ImportError:  # Airflow 3.0
     from airflow.hooks.base import BaseHook  # type: ignore[no-redef,attr-defined,unused-ignore]
 
 try:
+    from airflow.sdk.exceptions import AirflowOptionalProviderFeatureException
+except ImportError:  # Airflow < 3.2
+    from airflow.exceptions import (  # type: ignore[no-redef,attr-defined,unused-ignore]
+        AirflowOptionalProviderFeatureException,
+    )
+
+try:
+    from airflow.sdk import RetryDecision, RetryPolicy
+
+    #: Whether tasks take ``retry_policy=`` (Airflow 3.3+).
+    HAS_RETRY_POLICY = True
+except ImportError:  # Airflow < 3.3
+
+    class RetryPolicy:  # type: ignore[no-redef]
+        """Stands in for ``airflow.sdk.RetryPolicy`` where Airflow has none, so that subclasses import."""
+
+    RetryDecision = None  # type: ignore[assignment,misc]
+    HAS_RETRY_POLICY = False
+
+try:
     from airflow.sdk import conf
 except ImportError:  # Airflow < 3.2
     from airflow.configuration import conf  # type: ignore[assignment]
@@ -45,16 +66,50 @@ except ImportError:  # Airflow < 3.1
     from airflow.sdk.execution_time.secrets_masker import mask_secret as _mask_secret  # type: ignore[no-redef]
 
 __all__ = [
+    "HAS_RETRY_POLICY",
     "AirflowException",
     "AirflowFailException",
+    "AirflowOptionalProviderFeatureException",
     "AirflowSensorTimeout",
     "AirflowSkipException",
     "BaseHook",
+    "RetryDecision",
+    "RetryPolicy",
     "aget_connection",
+    "airflow_version",
     "conf",
+    "delete_task_variable",
     "mask_secret",
+    "needs_airflow",
+    "read_task_variable",
     "redact",
+    "write_task_variable",
 ]
+
+
+def airflow_version() -> str:
+    """Return the installed Airflow's version, for messages (never for decisions: see the module)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("apache-airflow")
+    except PackageNotFoundError:  # pragma: no cover - Airflow from a source tree
+        import airflow
+
+        return str(airflow.__version__)
+
+
+def needs_airflow(feature: str, release: str, instead: str = "") -> NoReturn:
+    """
+    Refuse a feature this Airflow lacks, saying which release brings it.
+
+    :param feature: What was asked for, such as ``"WhatsInfinityRetryPolicy (retry_policy=)"``.
+    :param release: The first Airflow release that has it, such as ``"3.3"``.
+    :param instead: What to do on this Airflow instead, as a sentence.
+    """
+    raise AirflowOptionalProviderFeatureException(
+        f"{feature} needs Airflow {release}+; this is Airflow {airflow_version()}. {instead}".rstrip()
+    )
 
 
 def mask_secret(secret: str) -> None:
@@ -93,3 +148,62 @@ async def aget_connection(hook: Any, conn_id: str) -> Any:
     import asyncio
 
     return await asyncio.to_thread(hook.get_connection, conn_id)
+
+
+# --- Airflow Variables read and written strictly, for the delivery record where task_state_store is
+# missing (Airflow < 3.3). ``Variable.set`` logs a failed write and returns, and ``Variable.get`` may
+# answer from a secrets cache; a record that must never lie talks to the task's supervisor directly,
+# with the messages every Airflow 3 Task SDK has, and lets every error through.
+
+
+def read_task_variable(key: str) -> str | None:
+    """
+    Return an Airflow Variable's value as the metadata database holds it, or ``None`` when it is unset.
+
+    Only from inside a running task. Any other error (the API server unreachable, access refused) is
+    raised: the caller must not take it for "unset".
+
+    :param key: The Variable's key.
+    """
+    from airflow.sdk.exceptions import AirflowRuntimeError, ErrorType
+    from airflow.sdk.execution_time.comms import ErrorResponse, GetVariable
+    from airflow.sdk.execution_time.task_runner import SUPERVISOR_COMMS
+
+    try:
+        answer = SUPERVISOR_COMMS.send(GetVariable(key=key))
+    except AirflowRuntimeError as error:  # Airflow 3.2+ raises every error response
+        if error.error.error == ErrorType.VARIABLE_NOT_FOUND:
+            return None
+        raise
+    if isinstance(answer, ErrorResponse):  # Airflow < 3.2 hands some back as the answer
+        if answer.error == ErrorType.VARIABLE_NOT_FOUND:
+            return None
+        raise AirflowRuntimeError(answer)
+    value = getattr(answer, "value", None)
+    return None if value is None else str(value)
+
+
+def write_task_variable(key: str, value: str, description: str) -> None:
+    """
+    Create or replace an Airflow Variable, raising when the write did not happen.
+
+    :param key: The Variable's key.
+    :param value: Its value.
+    :param description: What it is, shown in the Variables list of the UI.
+    """
+    from airflow.sdk.execution_time.comms import PutVariable
+    from airflow.sdk.execution_time.task_runner import SUPERVISOR_COMMS
+
+    SUPERVISOR_COMMS.send(PutVariable(key=key, value=value, description=description))
+
+
+def delete_task_variable(key: str) -> None:
+    """
+    Delete an Airflow Variable, raising when the delete did not happen.
+
+    :param key: The Variable's key.
+    """
+    from airflow.sdk.execution_time.comms import DeleteVariable
+    from airflow.sdk.execution_time.task_runner import SUPERVISOR_COMMS
+
+    SUPERVISOR_COMMS.send(DeleteVariable(key=key))

@@ -8,7 +8,9 @@ earlier try did with it. A send is marked ``pending`` right before its request g
 Anything that fails before the request leaves leaves no mark, so that recipient is sent next time.
 
 The record is kept in the task's ``task_state_store`` (Airflow 3.3+), which lives across the tries of
-one task instance, under :attr:`DeliveryRecord.KEY`. It is keyed by the normalized number, not by
+one task instance, under :attr:`DeliveryRecord.KEY`. Airflow 3.0 to 3.2 have no such store: there it
+is an Airflow Variable of its own per task instance (:class:`VariableStore`), deleted once the task
+succeeds. It is keyed by the normalized number, not by
 list position: a retry that gets the list in another order (``list(set(...))`` parsed again with
 another hash seed) still skips exactly the people already served.
 
@@ -23,15 +25,28 @@ as *unknown*, never as "not started".
 
 from __future__ import annotations
 
+import hashlib
+import json
+import logging
 from collections import Counter
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
-from airflow_provider_whatsinfinity._compat import AirflowFailException
+from airflow_provider_whatsinfinity._compat import (
+    AirflowException,
+    AirflowFailException,
+    delete_task_variable,
+    read_task_variable,
+    write_task_variable,
+)
 from airflow_provider_whatsinfinity.validation import normalize_phone
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
+
+    from airflow.sdk import Context
+
+log = logging.getLogger(__name__)
 
 DeliveryState = Literal["pending", "sent", "unknown"]
 
@@ -88,14 +103,127 @@ def plan_sends(recipients: Sequence[str | int]) -> tuple[list[PlannedSend], list
     return sends, notes
 
 
+class VariableStore:
+    """
+    A task instance's own ``task_state_store`` for Airflow 3.0 to 3.2, kept in one Airflow Variable.
+
+    The same ``get``, ``set`` and ``delete`` as ``task_state_store``; the keys and their values live
+    together as one JSON object in the Variable :attr:`name`, read once when the store is made and
+    written whole on every change, through the Task SDK's supervisor so that a failed write raises.
+    The Variable's key is a digest of the DAG, task, run and map index (their characters need not fit
+    a URL path, nor their length a Variable key); its description names them, for people who find it
+    in the UI. :meth:`discard` deletes it, once the task has succeeded.
+
+    :param dag_id: The task instance's DAG.
+    :param task_id: Its task.
+    :param run_id: Its DAG run.
+    :param map_index: Its map index (-1 when it is not mapped).
+    """
+
+    #: What every such Variable's key starts with.
+    PREFIX = "whatsinfinity_delivery_"
+
+    def __init__(self, dag_id: str, task_id: str, run_id: str, map_index: int) -> None:
+        identity = json.dumps([dag_id, task_id, run_id, map_index])
+        self.name = self.PREFIX + hashlib.sha256(identity.encode()).hexdigest()[:40]
+        self.description = (
+            f"airflow-provider-whatsinfinity's delivery record of task {task_id!r} in DAG {dag_id!r}, "
+            f"run {run_id!r}, map index {map_index}: which recipients earlier tries reached, so that a "
+            "retry never sends to them twice. Deleted when the task succeeds; delete it by hand only to "
+            "send the whole list again."
+        )
+        try:
+            stored = read_task_variable(self.name)
+        except Exception as error:
+            raise AirflowException(
+                f"Could not read the delivery record (Airflow Variable {self.name!r}): "
+                f"{type(error).__name__}: {error}; nothing was sent"
+            ) from error
+        try:
+            values = json.loads(stored) if stored is not None else {}
+        except ValueError:
+            values = None
+        if not isinstance(values, dict):
+            raise AirflowFailException(
+                f"The delivery record in Airflow Variable {self.name!r} cannot be read; nothing was sent, "
+                "so that nobody gets a message twice. Inspect it, and delete it to start the list afresh"
+            )
+        self._values: dict[str, Any] = values
+
+    @classmethod
+    def for_task(cls, context: Context) -> VariableStore:
+        """
+        Return the store of the task instance a context belongs to.
+
+        :param context: The running task's context.
+        """
+        ti = context["ti"]
+        map_index = getattr(ti, "map_index", -1)
+        return cls(ti.dag_id, ti.task_id, ti.run_id, -1 if map_index is None else int(map_index))
+
+    def get(self, key: str) -> Any:
+        """
+        Return a key's value, or ``None``.
+
+        :param key: The key.
+        """
+        return self._values.get(key)
+
+    def set(self, key: str, value: Any) -> None:
+        """
+        Set a key's value, and write the Variable; raise when the write fails.
+
+        :param key: The key.
+        :param value: A JSON-serializable value.
+        """
+        self._write({**self._values, key: value})
+
+    def delete(self, key: str) -> None:
+        """
+        Remove a key, and write the Variable (delete it when nothing is left).
+
+        :param key: The key.
+        """
+        if key in self._values:
+            self._write({name: value for name, value in self._values.items() if name != key})
+
+    def discard(self) -> None:
+        """Delete the Variable: the task succeeded, and its record is no longer needed."""
+        if self._values:
+            delete_task_variable(self.name)
+            self._values = {}
+
+    def _write(self, values: dict[str, Any]) -> None:
+        if values:
+            write_task_variable(self.name, json.dumps(values), self.description)
+        else:
+            delete_task_variable(self.name)
+        self._values = values
+
+
+def delivery_store(context: Context) -> Any:
+    """
+    Return where a running task keeps its delivery record: ``task_state_store``, or a Variable.
+
+    ``None`` (memory only) when the context has neither store nor task instance, as when a test calls
+    ``execute`` itself.
+
+    :param context: The running task's context.
+    """
+    store = context.get("task_state_store")
+    if store is not None or context.get("ti") is None:  # no task instance: execute() called by hand
+        return store
+    return VariableStore.for_task(context)
+
+
 class DeliveryRecord:
     """
     What earlier tries of a task did with each send, kept in its ``task_state_store``.
 
-    Without a store (a dry run, or an Airflow without ``task_state_store``) the record lives in
-    memory only: it still guards one try, but not a retry.
+    On Airflow 3.0 to 3.2 the store is a :class:`VariableStore`. Without a store (a dry run) the
+    record lives in memory only: it still guards one try, but not a retry.
 
-    :param store: The task's ``task_state_store``, or ``None``.
+    :param store: The task's ``task_state_store`` or :class:`VariableStore`, or ``None``.
     :param run_stamp: What tells this run of the task instance from the next one a user's clear
         starts: its ``max_tries`` (retries keep it, a clear changes it); ``None`` when unknown.
     """
@@ -198,6 +326,33 @@ class DeliveryRecord:
         """
         self.completed = True
         self._save()
+
+    @property
+    def discard_on_success(self) -> bool:
+        """Whether the record must be deleted once the task succeeds (a :class:`VariableStore`)."""
+        return isinstance(self._store, VariableStore)
+
+    def discard(self, context: Context | None = None) -> None:
+        """
+        Delete a :class:`VariableStore`'s record, as a success callback; a failure is only logged.
+
+        A ``task_state_store`` keeps the record (stamped complete), as Airflow's
+        ``[state_store] clear_on_success`` decides.
+
+        :param context: The task's context, when called as a callback.
+        """
+        if not isinstance(self._store, VariableStore):
+            return
+        try:
+            self._store.discard()
+        except Exception as error:  # the task succeeded: a leftover record sends nobody twice
+            log.warning(
+                "Could not delete the delivery record (Airflow Variable %r) after success: %s: %s. "
+                "It does no harm; delete it by hand",
+                self._store.name,
+                type(error).__name__,
+                error,
+            )
 
     def _write(self, send: PlannedSend, entry: dict[str, Any] | None) -> None:
         if entry is None:

@@ -1,7 +1,8 @@
 """
 A retry policy for WhatsInfinity tasks, for Airflow 3.3+ (``retry_policy=`` on any operator).
 
-Kept apart from the operators so that they import on Airflow versions without retry policies.
+The module imports on every Airflow 3; on a release without retry policies, building the policy says
+it needs Airflow 3.3+.
 """
 
 from __future__ import annotations
@@ -9,8 +10,12 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
-from airflow.sdk import RetryDecision, RetryPolicy
-
+from airflow_provider_whatsinfinity._compat import (
+    HAS_RETRY_POLICY,
+    RetryDecision,
+    RetryPolicy,
+    needs_airflow,
+)
 from airflow_provider_whatsinfinity.exceptions import RateLimitedError, WhatsInfinityError
 
 if TYPE_CHECKING:
@@ -31,9 +36,17 @@ class WhatsInfinityRetryPolicy(RetryPolicy):
         WhatsInfinitySendTextOperator(..., retries=5, retry_policy=WhatsInfinityRetryPolicy())
 
     :param min_delay: Shortest wait before retrying a rate-limited task.
+    :raises AirflowOptionalProviderFeatureException: On Airflow before 3.3, which has no retry policies.
     """
 
     def __init__(self, min_delay: timedelta = timedelta(seconds=5)) -> None:
+        if not HAS_RETRY_POLICY:
+            needs_airflow(
+                "WhatsInfinityRetryPolicy (retry_policy=)",
+                "3.3",
+                "Use the task's retries= and retry_delay=: WhatsInfinity's transient errors fail the task "
+                "so that they apply, and permanent ones fail it at once.",
+            )
         self.min_delay = min_delay
 
     def evaluate(

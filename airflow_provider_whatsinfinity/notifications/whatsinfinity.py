@@ -182,13 +182,30 @@ class WhatsInfinityNotifier(WhatsInfinityHookMixin, BaseNotifier):
         Airflow renders in place; a notifier that lives on in one process (a DAG file imported
         once, the triggerer's deadline alerts) would otherwise send its first alert again and again.
         A message that renders too long is rendered again with the long texts it inserts cut to fit.
+        A message template that fails (a name the context lacks) does not lose the alert: the default
+        message goes out instead, saying why.
 
         :param context: The callback's context.
         :param jinja_env: The Jinja environment to render with.
         """
+        if "exception" not in context:
+            # Deployed Airflow puts the task's exception (None after a success) in every callback's
+            # context; dag.test() on Airflow 3.0 to 3.2 leaves it out of task callbacks.
+            context = cast("Context", {**context, "exception": None})
         for name, template in self._templates.items():
             setattr(self, name, template)
-        super().render_template_fields(context, jinja_env)
+        try:
+            super().render_template_fields(context, jinja_env)
+        except Exception as error:
+            if self._templates["message"] == DEFAULT_MESSAGE:
+                raise  # the recipients or the connection id failed: nobody to send to
+            problem = redact(f"{type(error).__name__}: {error}")
+            self.log.error("The alert's message template failed (%s); sending the default message", problem)
+            for name, template in self._templates.items():
+                setattr(self, name, template)
+            self.message = DEFAULT_MESSAGE
+            super().render_template_fields(context, jinja_env)
+            self.message = f"{self.message}\n(The alert's own message template failed: {problem})"
         if isinstance(self.message, str) and text_length(self.message) > MAX_MESSAGE_LENGTH:
             self.message = self._render_cut(context, jinja_env)
 

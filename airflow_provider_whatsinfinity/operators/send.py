@@ -11,8 +11,9 @@ Delivery semantics, shared by both:
   normally, so that its ``retries`` apply; on Airflow 3.3+,
   :class:`~airflow_provider_whatsinfinity.retry_policy.WhatsInfinityRetryPolicy` times them better.
 - A send to a list of recipients goes through them in order, recorded by number in the task's
-  :class:`~airflow_provider_whatsinfinity.delivery.DeliveryRecord` (``task_state_store``, Airflow
-  3.3+), so that a retry skips whoever was served and never sends again to whoever may have been.
+  :class:`~airflow_provider_whatsinfinity.delivery.DeliveryRecord` (``task_state_store`` on Airflow
+  3.3+, an Airflow Variable per task instance before), so that a retry skips whoever was served and
+  never sends again to whoever may have been.
 
 The hook and the client are imported only when a task runs, to keep DAG parsing fast.
 """
@@ -123,7 +124,7 @@ class _SendOperator(WhatsInfinityBaseOperator):
         stop the list at once. After a fully successful run the record is stamped complete, so that a
         retry sends nobody again and clearing the task sends again.
         """
-        from airflow_provider_whatsinfinity.delivery import DeliveryRecord, plan_sends
+        from airflow_provider_whatsinfinity.delivery import DeliveryRecord, delivery_store, plan_sends
 
         recipients, many = recipients_of(self.to)
         if not recipients:
@@ -134,9 +135,7 @@ class _SendOperator(WhatsInfinityBaseOperator):
         dry_run = as_bool(self.is_dry_run, "dry_run")
         send = self.call(lambda: self.prepare(dry_run))  # a connection that cannot work: nothing sent
         ti = context.get("ti")
-        record = DeliveryRecord(
-            None if dry_run else context.get("task_state_store"), getattr(ti, "max_tries", None)
-        )
+        record = DeliveryRecord(None if dry_run else delivery_store(context), getattr(ti, "max_tries", None))
 
         results: list[dict[str, Any]] = [{} for _ in recipients]
         unsent = _Unsent(len(sends))
@@ -155,6 +154,8 @@ class _SendOperator(WhatsInfinityBaseOperator):
                     results[position] = result
         unsent.fail_task(self.log.error)
         record.complete()  # a retry of this run sends nobody again; a clear of the task sends again
+        if record.discard_on_success:  # a Variable (Airflow < 3.3): deleted once the task has succeeded
+            self.on_success_callback = [*(self.on_success_callback or ()), record.discard]
         return results if many else results[0]
 
     def _deliver(

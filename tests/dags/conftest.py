@@ -33,5 +33,15 @@ def load_example(name: str) -> Any:
     return example_module(name).dag
 
 
+def dag_bag(folder: Path) -> Any:
+    """Parse a folder or file of DAGs as the DAG processor does (``DagBag`` moved in Airflow 3.2)."""
+    try:
+        from airflow.dag_processing.dagbag import DagBag
+    except ImportError:  # Airflow < 3.2
+        from airflow.models.dagbag import DagBag  # type: ignore[attr-defined,no-redef,unused-ignore]
+
+    return DagBag(dag_folder=str(folder))
+
+
 def task_states(run) -> dict[str, str]:
     return {ti.task_id: str(ti.state) for ti in run.get_task_instances()}

@@ -9,15 +9,13 @@ import pytest
 
 from airflow_provider_whatsinfinity.triggers.whatsinfinity import WhatsInfinitySessionReadyTrigger
 from tests.common import KEY, PHONE, SESSION, connection_json
-from tests.dags.conftest import EXAMPLE_DAGS, example_module, load_example, task_states
+from tests.dags.conftest import EXAMPLE_DAGS, dag_bag, example_module, load_example, task_states
 
 EXAMPLES = sorted(p.stem for p in EXAMPLE_DAGS.glob("example_*.py"))
 
 
 def test_every_example_parses_without_import_errors():
-    from airflow.dag_processing.dagbag import DagBag
-
-    bag = DagBag(dag_folder=str(EXAMPLE_DAGS))
+    bag = dag_bag(EXAMPLE_DAGS)
     assert bag.import_errors == {}
     assert sorted(bag.dag_ids) == sorted(EXAMPLES)
     assert len(EXAMPLES) == 4

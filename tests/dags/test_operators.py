@@ -6,18 +6,15 @@ import json
 
 import pytest
 
-from tests.common import KEY, PHONE, SESSION, connection_json
-from tests.dags.conftest import task_states
+from airflow_provider_whatsinfinity._compat import HAS_RETRY_POLICY
+from tests.common import KEY, PHONE, SESSION, connection_json, needs_airflow_feature
+from tests.dags.conftest import TEST_DAGS, dag_bag, task_states
 
 OTHERS = ["447700900123", "15550109999"]
 
 
 def load_test_dag(dag_id: str):
-    from airflow.dag_processing.dagbag import DagBag
-
-    from tests.dags.conftest import TEST_DAGS
-
-    return DagBag(dag_folder=str(TEST_DAGS / "whatsinfinity_test_dags.py")).get_dag(dag_id)
+    return dag_bag(TEST_DAGS / "whatsinfinity_test_dags.py").get_dag(dag_id)
 
 
 def tries_of(run, task_id: str = "send") -> int:
@@ -111,6 +108,7 @@ def test_templated_dry_run_sends_nothing(airflow_env):
     }
 
 
+@needs_airflow_feature(HAS_RETRY_POLICY, "retry policies", "3.3")
 @pytest.mark.whatsinfinity_emulator(rate_limit=1, rate_window=2, typing_delay=0.0)
 def test_retry_policy_retries_a_rate_limited_list_after_retry_after(
     airflow_db, whatsinfinity_emulator, monkeypatch

@@ -43,6 +43,24 @@ def test_default_message_without_a_task_or_exception(hook, linked):
     assert "{%" in DEFAULT_MESSAGE
 
 
+def test_a_template_naming_the_exception_works_where_the_context_lacks_it(hook, linked):
+    # dag.test() on Airflow 3.0 to 3.2 leaves "exception" out of task callbacks; deployed Airflow
+    # sets it, None after a success.
+    WhatsInfinityNotifier(to=PHONE, message="{{ ti.task_id }} ended: {{ exception }}")(context())
+    assert linked.outbox()[0]["message"] == "load ended: None"
+
+
+def test_a_failing_message_template_still_sends_the_default_alert_saying_why(hook, linked, capsys):
+    notifier = WhatsInfinityNotifier(to=PHONE, message="{{ ti.task_id }} failed: {{ details.reason }}")
+    notifier(context(exception=RuntimeError("disk full")))
+    [sent] = linked.outbox()
+    assert sent["message"] == (
+        "Airflow alert: DAG nightly_load, task load (try 2), run manual__1\ndisk full\n"
+        "(The alert's own message template failed: UndefinedError: 'details' is undefined)"
+    )
+    assert "The alert's message template failed" in capsys.readouterr().out
+
+
 def test_custom_template_and_several_recipients(hook, linked):
     notifier = send_whatsinfinity_notification(
         to=[PHONE, "+44 7700 900123"], message="{{ ti.task_id }} of {{ dag.dag_id }} succeeded", typing=True

@@ -7,6 +7,7 @@ from typing import Any
 
 from airflow.sdk import DAG, Param
 
+from airflow_provider_whatsinfinity._compat import HAS_RETRY_POLICY
 from airflow_provider_whatsinfinity.operators.whatsinfinity import WhatsInfinitySendTextOperator
 from airflow_provider_whatsinfinity.retry_policy import WhatsInfinityRetryPolicy
 from airflow_provider_whatsinfinity.sensors.whatsinfinity import WhatsInfinitySessionReadySensor
@@ -52,16 +53,17 @@ with DAG(dag_id="wi_test_templating", params={"who": Param("ops", type="string")
         whatsinfinity_conn_id="{{ 'whatsinfinity_default' }}",
     )
 
-with DAG(dag_id="wi_test_rate_limited", **COMMON):
-    WhatsInfinitySendTextOperator(
-        task_id="send",
-        whatsinfinity_conn_id="whatsinfinity_impatient",
-        to=["919999999999", "447700900123"],
-        message="paced by the retry policy",
-        retries=3,
-        retry_delay=timedelta(minutes=10),
-        retry_policy=WhatsInfinityRetryPolicy(min_delay=timedelta(seconds=0)),
-    )
+if HAS_RETRY_POLICY:  # Airflow 3.3+
+    with DAG(dag_id="wi_test_rate_limited", **COMMON):
+        WhatsInfinitySendTextOperator(
+            task_id="send",
+            whatsinfinity_conn_id="whatsinfinity_impatient",
+            to=["919999999999", "447700900123"],
+            message="paced by the retry policy",
+            retries=3,
+            retry_delay=timedelta(minutes=10),
+            retry_policy=WhatsInfinityRetryPolicy(min_delay=timedelta(seconds=0)),
+        )
 
 with DAG(dag_id="wi_test_sensor", params={"mode": Param("poke", type="string")}, **COMMON):
     WhatsInfinitySessionReadySensor(task_id="wait", mode="poke", poke_interval=0.2, timeout=10)

@@ -243,21 +243,25 @@ class WhatsInfinityHook(BaseHook):
 
     @classmethod
     def get_connection_form_widgets(cls) -> dict[str, Any]:
-        """Return the extras' form fields for Airflow before 3.2, built from ``CONN_FIELDS``."""
-        from wtforms import DecimalField
-        from wtforms.validators import NumberRange, Optional
+        """
+        Return the extras' form fields for Airflow before 3.2, built from ``CONN_FIELDS``.
 
-        widgets: dict[str, Any] = {}
-        for name, spec in CONN_FIELDS.items():
-            schema = spec["schema"]
-            minimum = schema.get("minimum", schema.get("exclusiveMinimum", 0))
-            widgets[name] = DecimalField(
+        Text fields: the providers manager of Airflow 3.0 and 3.1 accepts only string, integer,
+        password and boolean fields, and the extras take fractions of a second. The hook reads the
+        text as a number, and says which extra is wrong when it is not one.
+        """
+        from wtforms import StringField
+        from wtforms.validators import Optional
+
+        return {
+            name: StringField(
                 spec["label"],
-                default=schema["default"],
+                default=f"{spec['schema']['default']:g}",
                 description=spec["description"],
-                validators=[Optional(), NumberRange(min=minimum)],
+                validators=[Optional()],
             )
-        return widgets
+            for name, spec in CONN_FIELDS.items()
+        }
 
     @classmethod
     def get_ui_field_behaviour(cls) -> dict[str, Any]:

@@ -68,10 +68,15 @@ def signing_stores(monkeypatch):
     The signing store as Airflow's object storage knows it (as a provider's filesystem would be), and
     as fsspec's "s3" (s3fs is not installed here), so that a plain s3:// URL signs through it too.
     """
-    from airflow.sdk.io import fs
     from fsspec.registry import _registry
 
-    monkeypatch.setitem(fs._BUILTIN_SCHEME_TO_FS, "signtest", lambda conn_id, options: SigningFileSystem())
+    try:
+        from airflow.sdk.io import fs
+    except ImportError:  # Airflow 3.0 keeps the filesystem registry in airflow.io
+        import airflow.io as fs  # type: ignore[no-redef,unused-ignore]
+
+    # "s3", a scheme universal_pathlib knows on every Airflow 3 (0.2 gets the path of others wrong).
+    monkeypatch.setitem(fs._BUILTIN_SCHEME_TO_FS, "s3", lambda conn_id, options: SigningFileSystem())
     fs._register_filesystems.cache_clear()
     monkeypatch.setitem(_registry, "s3", SigningFileSystem)
     yield
@@ -91,7 +96,7 @@ def test_object_storage_file_is_sent_as_a_signed_url(
     (folder / "q3.pdf").write_bytes(content)  # what the signed URL serves
     SigningFileSystem.base_url = base_url
     SigningFileSystem.signed.clear()
-    location = ObjectStoragePath("signtest://reports/q3.pdf") if as_path else "s3://reports/q3.pdf"
+    location = ObjectStoragePath("s3://reports/q3.pdf") if as_path else "s3://reports/q3.pdf"
     operator = WhatsInfinitySendMediaOperator(
         task_id="send", to=PHONE, url=location, caption="Q3", signed_url_expiry=timedelta(hours=2)
     )

@@ -14,7 +14,8 @@ from airflow_provider_whatsinfinity.notifications.whatsinfinity import (
     WhatsInfinityNotifier,
     send_whatsinfinity_notification,
 )
-from tests.common import PHONE
+from tests.common import PHONE, captured_logs
+from tests.notifications.conftest import needs_async_notifiers, notify_raises
 
 DAG_ID = "nightly_load"
 
@@ -75,11 +76,17 @@ def test_custom_template_and_several_recipients(hook, linked):
 def test_one_bad_recipient_does_not_stop_the_others(hook, linked):
     linked.mark_unregistered("15550001111")
     notifier = WhatsInfinityNotifier(to=["15550001111", PHONE], message="alert")
-    with pytest.raises(NotOnWhatsAppError):
+    with captured_logs() as logs, notify_raises(NotOnWhatsAppError):
         notifier(context())
     assert [m["to"] for m in linked.outbox()] == [PHONE]
+    # The notifier names the alert it could not deliver itself, whatever Airflow does with the error.
+    [line, *_] = [e["event"] for e in logs if e["log_level"] == "error"]
+    assert line.startswith("WhatsApp alert for DAG nightly_load, task load (try 2), run manual__1 NOT sent")
+    assert "NOT sent to 15550001111: " in line
+    assert "Number not registered on WhatsApp" in line
 
 
+@needs_async_notifiers
 def test_async_notify(hook, linked):
     notifier = WhatsInfinityNotifier(
         to=[PHONE, "447700900123"], message="deadline missed by {{ dag.dag_id }}"

@@ -9,13 +9,13 @@ from datetime import datetime
 
 import pytest
 from airflow.sdk import DAG
-from structlog.testing import capture_logs
 
 from airflow_provider_whatsinfinity.exceptions import OutcomeUnknownError, RateLimitedError
 from airflow_provider_whatsinfinity.notifications import postbox
 from airflow_provider_whatsinfinity.notifications.postbox import AlertPostbox
 from airflow_provider_whatsinfinity.notifications.whatsinfinity import WhatsInfinityNotifier
-from tests.common import KEY, PHONE
+from tests.common import KEY, PHONE, captured_logs
+from tests.notifications.conftest import needs_async_notifiers, notify_raises
 
 DAG_ID = "storm"
 RUN = re.compile(r"run (storm_\d\d)")
@@ -83,7 +83,7 @@ def send_together_in_threads(notifiers_and_contexts) -> list[BaseException | Non
 @pytest.mark.whatsinfinity_emulator(rate_limit=1, rate_window=1)
 def test_max_rate_limit_wait_is_the_alerts_own_budget(hook, linked, digest):
     WhatsInfinityNotifier(to=PHONE, message="first")(context(1))
-    with capture_logs() as logs, pytest.raises(RateLimitedError, match="max_rate_limit_wait"):
+    with captured_logs() as logs, notify_raises(RateLimitedError, match="max_rate_limit_wait"):
         WhatsInfinityNotifier(to=PHONE, max_rate_limit_wait=0.5, digest=digest)(context(2))
     # The one that certainly did not go out is named at ERROR level: DAG, task, run, recipient, why.
     [line, *_] = errors(logs)
@@ -94,10 +94,11 @@ def test_max_rate_limit_wait_is_the_alerts_own_budget(hook, linked, digest):
     assert [m["message"] for m in linked.outbox()] == ["first", "third"]
 
 
+@needs_async_notifiers
 @pytest.mark.whatsinfinity_emulator(rate_limit=3, rate_window=1)
 def test_alerts_waiting_for_one_window_leave_as_one_digest_from_the_triggerer(hook, linked):
     alerts = [(WhatsInfinityNotifier(to=PHONE), context(i)) for i in range(8)]
-    with capture_logs() as logs:
+    with captured_logs() as logs:
         raised = send_together_async(alerts)
     assert raised == [None] * 8
     outbox = linked.outbox()
@@ -122,6 +123,7 @@ def test_alerts_from_threads_fold_the_same_way(hook, linked):
     assert runs_in(outbox) == [f"storm_{i:02d}" for i in range(8)]
 
 
+@needs_async_notifiers
 @pytest.mark.whatsinfinity_emulator(rate_limit=3, rate_window=1)
 def test_without_digest_each_alert_goes_alone(hook, linked):
     alerts = [(WhatsInfinityNotifier(to=PHONE, digest=False), context(i)) for i in range(5)]
@@ -131,13 +133,14 @@ def test_without_digest_each_alert_goes_alone(hook, linked):
     assert runs_in(outbox) == [f"storm_{i:02d}" for i in range(5)]
 
 
+@needs_async_notifiers
 @pytest.mark.whatsinfinity_emulator(rate_limit=1, rate_window=1)
 def test_a_digest_whose_outcome_is_unknown_is_never_sent_again(hook, linked):
     WhatsInfinityNotifier(to=PHONE, message="fills the window")(context(0))
     # The digest is delivered, then its connection drops before the answer: outcome unknown.
     linked.add_fault("/send", "after", then="drop", times=1, bodyContains="Airflow alerts, held back")
     alerts = [(WhatsInfinityNotifier(to=PHONE), context(i)) for i in (1, 2, 3)]
-    with capture_logs() as logs:
+    with captured_logs() as logs:
         raised = send_together_async(alerts)
     assert all(isinstance(error, OutcomeUnknownError) for error in raised)
     outbox = linked.outbox()
@@ -167,7 +170,7 @@ def test_an_alert_cancelled_while_it_waits_is_logged_and_never_sent(hook, linked
             await task
         await asyncio.sleep(1.0)  # the window has opened again: nothing else goes out
 
-    with capture_logs() as logs:
+    with captured_logs() as logs:
         asyncio.run(run())
     [line] = errors(logs)
     assert "run storm_01 NOT sent to 919999999999" in line
@@ -175,12 +178,13 @@ def test_an_alert_cancelled_while_it_waits_is_logged_and_never_sent(hook, linked
     assert [m["message"] for m in linked.outbox()] == ["fills the window"]
 
 
+@needs_async_notifiers
 @pytest.mark.whatsinfinity_emulator(rate_limit=1, rate_window=1)
 def test_a_digest_refused_for_good_names_every_alert_it_carried(hook, linked):
     WhatsInfinityNotifier(to=PHONE, message="fills the window")(context(0))
     # The digest is refused before it is handled: certainly not sent, so every alert in it says so.
     linked.add_fault("/send", "status", status=422, times=1, bodyContains="Airflow alerts, held back")
-    with capture_logs() as logs:
+    with captured_logs() as logs:
         raised = send_together_async([(WhatsInfinityNotifier(to=PHONE), context(i)) for i in (1, 2)])
     assert all(type(error).__name__ == "NotOnWhatsAppError" for error in raised)
     lines = errors(logs)
@@ -189,6 +193,7 @@ def test_a_digest_refused_for_good_names_every_alert_it_carried(hook, linked):
     assert [m["message"] for m in linked.outbox()] == ["fills the window"]
 
 
+@needs_async_notifiers
 @pytest.mark.whatsinfinity_emulator(rate_limit=1, rate_window=1)
 def test_a_digest_carries_only_what_fits_in_one_message(hook, linked):
     from airflow_provider_whatsinfinity.spec import MAX_MESSAGE_LENGTH, text_length

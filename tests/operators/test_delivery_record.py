@@ -13,7 +13,6 @@ from typing import Any
 import fsspec
 import pytest
 from fsspec.implementations.memory import MemoryFileSystem
-from structlog.testing import capture_logs
 
 from airflow_provider_whatsinfinity._compat import AirflowException, AirflowFailException
 from airflow_provider_whatsinfinity.client import RetrySettings
@@ -23,7 +22,7 @@ from airflow_provider_whatsinfinity.operators.whatsinfinity import (
     WhatsInfinitySendMediaOperator,
     WhatsInfinitySendTextOperator,
 )
-from tests.common import KEY, PHONE, connection_json
+from tests.common import KEY, PHONE, captured_logs, connection_json
 
 OTHER = "447700900123"
 THIRD = "15550109999"
@@ -198,12 +197,12 @@ def test_a_retry_that_gets_the_list_in_another_order_sends_nobody_twice(hook, li
 
 def test_two_spellings_of_one_number_are_sent_once_and_the_merge_is_logged(hook, linked):
     spelled = "+91 99999-99999"
-    with capture_logs() as logs:  # operators log through structlog
+    with captured_logs() as logs:  # structlog on Airflow 3.1+, logging on 3.0
         results = send(Store(), [spelled, OTHER, PHONE])
     assert delivered(linked) == [PHONE, OTHER]
     assert results[0] == results[2]  # both positions report the one send
     merged = f"'{spelled}' and '{PHONE}' are the same number {PHONE}: sent once"
-    assert any(merged in str(e["event"]) % e.get("positional_args", ()) for e in logs), logs
+    assert any(merged in e["event"] for e in logs), logs
 
 
 def test_a_number_listed_twice_on_purpose_is_sent_twice_and_resumes_by_occurrence(hook, linked):

@@ -5,24 +5,28 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: help venv lint format types pytest test demo quickstart emulator constraints browser tools bench clean
+.PHONY: help venv lint format types pytest test test-matrix package demo quickstart emulator constraints browser tools bench clean
 
 help:
 	@echo "make test       lint, types and the whole test suite (builds .venv on first use)"
+	@echo "make test-matrix  the suite on Airflow 3.0, 3.1, 3.2 and 3.3, one after another (MATRIX=\"3.0 3.1\")"
+	@echo "make package    build the wheel and sdist, twine check, install the wheel in a clean venv"
 	@echo "make demo       run the example DAGs in Airflow against the emulator"
 	@echo "make quickstart walk through the API doc's quick start against the emulator"
 	@echo "make emulator   run the WhatsInfinity emulator on 127.0.0.1:8765"
 	@echo "make bench      run the benchmarks in bench/ (tables + bench/results/*.json; BENCH_ARGS=--quick)"
 	@echo "make format     apply ruff's formatting and safe fixes"
-	@echo "make constraints  refresh constraints.txt from the current .venv"
+	@echo "make constraints  re-resolve constraints/airflow-*.txt (MATRIX=\"3.0\" for one line)"
 	@echo "make tools      install Debian's chromium (ui test) and php (the doc's PHP examples) if missing"
 
 venv: $(STAMP)
 
-$(STAMP): pyproject.toml constraints.txt
+# The newest Airflow; the other lines of the matrix get .venv-3.0 and so on (scripts/matrix.py).
+CONSTRAINTS := constraints/airflow-3.3.txt
+$(STAMP): pyproject.toml $(CONSTRAINTS)
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -c constraints.txt -e ".[dev,bench]"
+	$(PY) -m pip install --quiet -c $(CONSTRAINTS) -e ".[dev,bench,release]"
 	@touch $(STAMP)
 
 lint: $(STAMP)
@@ -41,6 +45,15 @@ pytest: $(STAMP)
 
 test: lint types pytest
 
+# Every Airflow line the provider claims, each in its own venv from constraints/airflow-<line>.txt.
+MATRIX ?=
+test-matrix: $(STAMP)
+	$(PY) scripts/matrix.py test $(MATRIX) $(PYTEST_ARGS)
+
+# What a release ships: a wheel and an sdist PyPI accepts, and a wheel that installs on its own.
+package: $(STAMP)
+	$(PY) scripts/package.py
+
 demo: $(STAMP)
 	$(PY) scripts/demo.py
 
@@ -55,9 +68,10 @@ emulator: $(STAMP)
 bench: $(STAMP)
 	$(PY) -m bench $(BENCH_ARGS)
 
-# Pins every transitive dependency, so CI and a new machine install what the suite was last run with.
-constraints: $(STAMP)
-	$(PY) -m pip freeze --exclude-editable | grep -v '^airflow-provider-whatsinfinity' > constraints.txt
+# Pins every transitive dependency of each Airflow line, so that CI and a new machine install what the
+# suite was last run with. Older lines resolve as on the day after their release (see the script).
+constraints:
+	$(PYTHON) scripts/matrix.py constraints $(MATRIX)
 
 # Debian packages some tests drive: chromium for the ui test (Playwright never downloads a browser
 # here), and php for the API doc's PHP examples. Root needs no sudo.
@@ -70,4 +84,4 @@ browser tools:
 	fi
 
 clean:
-	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache build *.egg-info
+	rm -rf $(VENV) $(VENV)-3.* .mypy_cache .pytest_cache .ruff_cache build dist *.egg-info

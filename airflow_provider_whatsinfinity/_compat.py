@@ -83,6 +83,7 @@ __all__ = [
     "needs_airflow",
     "read_task_variable",
     "redact",
+    "task_instance_state",
     "write_task_variable",
 ]
 
@@ -158,10 +159,12 @@ async def aget_connection(hook: Any, conn_id: str) -> Any:
 
 def read_task_variable(key: str) -> str | None:
     """
-    Return an Airflow Variable's value as the metadata database holds it, or ``None`` when it is unset.
+    Return an Airflow Variable's value as the API server reads it, or ``None`` when it answers "not found".
 
-    Only from inside a running task. Any other error (the API server unreachable, access refused) is
-    raised: the caller must not take it for "unset".
+    Only from inside a running task. Every other answer (the API server unreachable, access refused,
+    anything but a variable) is raised. The server reads through its own secrets backends and answers
+    "not found" when they fail (a metastore error, a wrong Fernet key): a caller that must not take a
+    failure for "unset" checks the read path itself (see ``VariableStore``).
 
     :param key: The Variable's key.
     """
@@ -171,16 +174,17 @@ def read_task_variable(key: str) -> str | None:
 
     try:
         answer = SUPERVISOR_COMMS.send(GetVariable(key=key))
-    except AirflowRuntimeError as error:  # Airflow 3.2+ raises every error response
+    except AirflowRuntimeError as error:  # an error frame: raised as it is, unless it is "not found"
         if error.error.error == ErrorType.VARIABLE_NOT_FOUND:
             return None
         raise
-    if isinstance(answer, ErrorResponse):  # Airflow < 3.2 hands some back as the answer
+    if isinstance(answer, ErrorResponse):  # Airflow 3.0 to 3.2 answer "not found" in the body
         if answer.error == ErrorType.VARIABLE_NOT_FOUND:
             return None
         raise AirflowRuntimeError(answer)
-    value = getattr(answer, "value", None)
-    return None if value is None else str(value)
+    if type(answer).__name__ != "VariableResult" or not isinstance(getattr(answer, "value", None), str):
+        raise TypeError(f"unexpected answer to reading Variable {key!r}: {type(answer).__name__}")
+    return str(answer.value)  # type: ignore[union-attr]
 
 
 def write_task_variable(key: str, value: str, description: str) -> None:
@@ -195,6 +199,24 @@ def write_task_variable(key: str, value: str, description: str) -> None:
     from airflow.sdk.execution_time.task_runner import SUPERVISOR_COMMS
 
     SUPERVISOR_COMMS.send(PutVariable(key=key, value=value, description=description))
+
+
+def task_instance_state(ti: Any) -> str | None:
+    """
+    Return a running task instance's state as the API server has it now (``"running"``, ``"success"``).
+
+    :param ti: The task instance (``context["ti"]``).
+    """
+    map_index = getattr(ti, "map_index", None)
+    mapped = map_index is not None and map_index >= 0
+    states = ti.get_task_states(
+        dag_id=ti.dag_id,
+        map_index=map_index if mapped else None,
+        task_ids=[ti.task_id],
+        run_ids=[ti.run_id],
+    )
+    state = states.get(ti.run_id, {}).get(f"{ti.task_id}_{map_index}" if mapped else ti.task_id)
+    return None if state is None else str(getattr(state, "value", state))
 
 
 def delete_task_variable(key: str) -> None:

@@ -28,6 +28,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import secrets
 from collections import Counter
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
@@ -37,6 +38,7 @@ from airflow_provider_whatsinfinity._compat import (
     AirflowFailException,
     delete_task_variable,
     read_task_variable,
+    task_instance_state,
     write_task_variable,
 )
 from airflow_provider_whatsinfinity.validation import normalize_phone
@@ -123,7 +125,7 @@ class VariableStore:
     #: What every such Variable's key starts with.
     PREFIX = "whatsinfinity_delivery_"
 
-    def __init__(self, dag_id: str, task_id: str, run_id: str, map_index: int) -> None:
+    def __init__(self, dag_id: str, task_id: str, run_id: str, map_index: int, try_number: int = 1) -> None:
         identity = json.dumps([dag_id, task_id, run_id, map_index])
         self.name = self.PREFIX + hashlib.sha256(identity.encode()).hexdigest()[:40]
         self.description = (
@@ -132,13 +134,12 @@ class VariableStore:
             "retry never sends to them twice. Deleted when the task succeeds; delete it by hand only to "
             "send the whole list again."
         )
-        try:
-            stored = read_task_variable(self.name)
-        except Exception as error:
-            raise AirflowException(
-                f"Could not read the delivery record (Airflow Variable {self.name!r}): "
-                f"{type(error).__name__}: {error}; nothing was sent"
-            ) from error
+        stored = self._read(self.name)
+        if stored is None and try_number > 1:
+            # A retry that finds no record: either no earlier try got as far as a send, or the API
+            # server could not read it (it answers "not found" when its secrets backends fail).
+            self._check_read_path()
+            stored = self._read(self.name)
         try:
             values = json.loads(stored) if stored is not None else {}
         except ValueError:
@@ -150,6 +151,33 @@ class VariableStore:
             )
         self._values: dict[str, Any] = values
 
+    @staticmethod
+    def _read(name: str) -> str | None:
+        try:
+            return read_task_variable(name)
+        except Exception as error:
+            raise AirflowException(
+                f"Could not read the delivery record (Airflow Variable {name!r}): "
+                f"{type(error).__name__}: {error}; nothing was sent"
+            ) from error
+
+    def _check_read_path(self) -> None:
+        """Write a nonce beside the record and read it back: "not found" must mean not found."""
+        probe, nonce = f"{self.name}_probe", secrets.token_hex(16)
+        try:
+            write_task_variable(probe, nonce, "airflow-provider-whatsinfinity: a read check, deleted at once")
+            seen = read_task_variable(probe)
+            delete_task_variable(probe)
+        except Exception as error:
+            seen = f"{type(error).__name__}: {error}"
+        if seen != nonce:
+            raise AirflowException(
+                f"This retry found no delivery record (Airflow Variable {self.name!r}), and the API server "
+                f"cannot read back a Variable just written ({seen!r}): its Variables cannot be trusted "
+                "now (a secrets backend or Fernet key problem?), so nothing was sent, for nobody to get "
+                "a message twice"
+            )
+
     @classmethod
     def for_task(cls, context: Context) -> VariableStore:
         """
@@ -159,7 +187,13 @@ class VariableStore:
         """
         ti = context["ti"]
         map_index = getattr(ti, "map_index", -1)
-        return cls(ti.dag_id, ti.task_id, ti.run_id, -1 if map_index is None else int(map_index))
+        return cls(
+            ti.dag_id,
+            ti.task_id,
+            ti.run_id,
+            -1 if map_index is None else int(map_index),
+            try_number=int(getattr(ti, "try_number", 1) or 1),
+        )
 
     def get(self, key: str) -> Any:
         """
@@ -239,11 +273,13 @@ class DeliveryRecord:
         self._stamp = run_stamp
         self._entries: dict[str, Any] = {}
         self._legacy = False
+        self._saved = False
         #: Whether an earlier try of this run sent the whole list.
         self.completed = False
         if store is None:
             return
         stored = store.get(self.KEY)
+        self._saved = stored is not None
         if stored is not None:
             if not isinstance(stored, dict) or not isinstance(stored.get("sends"), dict):
                 raise AirflowFailException(
@@ -336,14 +372,26 @@ class DeliveryRecord:
         """
         Delete a :class:`VariableStore`'s record, as a success callback; a failure is only logged.
 
-        A ``task_state_store`` keeps the record (stamped complete), as Airflow's
-        ``[state_store] clear_on_success`` decides.
+        Only once the API server has the task instance as ``success``. A ``task_state_store`` keeps
+        the record (stamped complete), as Airflow's ``[state_store] clear_on_success`` decides.
 
         :param context: The task's context, when called as a callback.
         """
         if not isinstance(self._store, VariableStore):
             return
+        ti = (context or {}).get("ti")
         try:
+            # Airflow 3.2 runs success callbacks even when reporting the success failed; the task may
+            # then run again, and must find its record.
+            state = task_instance_state(ti) if ti is not None else None
+            if state != "success":
+                log.warning(
+                    "Kept the delivery record (Airflow Variable %r): the API server has this task as %s, "
+                    "not success, so it may run again",
+                    self._store.name,
+                    state,
+                )
+                return
             self._store.discard()
         except Exception as error:  # the task succeeded: a leftover record sends nobody twice
             log.warning(
@@ -366,10 +414,16 @@ class DeliveryRecord:
     def _save(self) -> None:
         if self._store is None:
             return
-        value: dict[str, Any] = {"sends": self._entries}
-        if self.completed:
-            value["completed"] = self._stamp
-        self._store.set(self.KEY, value)
+        if not self._entries and not self.completed:
+            if self._saved:
+                self._store.delete(self.KEY)  # nothing to remember: nothing left behind
+                self._saved = False
+        else:
+            self._saved = True
+            value: dict[str, Any] = {"sends": self._entries}
+            if self.completed:
+                value["completed"] = self._stamp
+            self._store.set(self.KEY, value)
         if self._legacy:  # its entries live on under KEY now
             self._store.delete(self.LEGACY_KEY)
             self._legacy = False

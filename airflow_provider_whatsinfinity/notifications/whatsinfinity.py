@@ -117,8 +117,10 @@ class WhatsInfinityNotifier(WhatsInfinityHookMixin, BaseNotifier):
             ),
         )
 
-    Every recipient is tried, even when an earlier one failed; the first error is raised at the end,
-    and every alert not delivered is logged at ERROR level with its DAG, task, run and recipient.
+    Every recipient is tried, even when an earlier one failed; the first error is raised at the end
+    (Airflow 3.0's callback runner logs it instead of raising), and every alert not delivered is
+    logged at ERROR level with its DAG, task, run and recipient. ``async_notify`` runs in the
+    triggerer for deadline alerts, on Airflow 3.1+.
 
     Each alert gets a hook of its own (:attr:`hook` from ``notify``, :attr:`hook_async` from
     ``async_notify``), built from the connection id rendered for it and closed once it is sent.

@@ -19,7 +19,8 @@ alert = WhatsInfinityNotifier(
     to="{{ params.oncall }}",
     message=(
         "Airflow: {{ ti.task_id }} failed in {{ dag.dag_id }} (run {{ run_id }}, try {{ ti.try_number }}).\n"
-        "{{ exception }}"
+        # The exception is None when Airflow hands the callback none (dag.test() before Airflow 3.3).
+        "{{ exception or 'See the task log for the error.' }}"
     ),
 )
 

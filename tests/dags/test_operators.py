@@ -8,13 +8,9 @@ import pytest
 
 from airflow_provider_whatsinfinity._compat import HAS_RETRY_POLICY
 from tests.common import KEY, PHONE, SESSION, connection_json, needs_airflow_feature
-from tests.dags.conftest import TEST_DAGS, dag_bag, task_states
+from tests.dags.conftest import load_test_dag, phone_links, task_states
 
 OTHERS = ["447700900123", "15550109999"]
-
-
-def load_test_dag(dag_id: str):
-    return dag_bag(TEST_DAGS / "whatsinfinity_test_dags.py").get_dag(dag_id)
 
 
 def tries_of(run, task_id: str = "send") -> int:
@@ -147,11 +143,13 @@ def test_sensor_fails_at_once_on_a_wrong_key(airflow_db, whatsinfinity_emulator,
     assert len(whatsinfinity_emulator.requests(f"/check-session/{SESSION}")) == 1
 
 
-@pytest.mark.whatsinfinity_emulator(auto_link=1.0)
 def test_sensor_in_reschedule_mode(airflow_db, whatsinfinity_emulator, monkeypatch):
     monkeypatch.setenv("AIRFLOW_CONN_WHATSINFINITY_DEFAULT", connection_json(whatsinfinity_emulator.url))
     whatsinfinity_emulator.create_session(SESSION, KEY)
-    run = load_test_dag("wi_test_sensor_reschedule").test()
+    # The phone links once the first poke has seen the session unlinked: the sensor must reschedule.
+    with phone_links(whatsinfinity_emulator, f"/check-session/{SESSION}") as linked:
+        run = load_test_dag("wi_test_sensor_reschedule").test()
+    assert linked.is_set()
     assert task_states(run) == {"wait": "success"}
     assert len(whatsinfinity_emulator.requests(f"/check-session/{SESSION}")) >= 2
 

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 
-from airflow.sdk import DAG, Param
+from airflow.sdk import DAG, Param, task
 
 from airflow_provider_whatsinfinity._compat import HAS_RETRY_POLICY
 from airflow_provider_whatsinfinity.operators.whatsinfinity import WhatsInfinitySendTextOperator
@@ -93,3 +95,19 @@ with DAG(
 ):
     # Without render_template_as_native_obj the list renders to its text: the operator reads it back.
     WhatsInfinitySendTextOperator(task_id="send", to="{{ params.to }}", message="text-rendered list")
+
+
+def _record_failure_context(context: Any) -> None:
+    """Write down whether the failure callback's context holds the task's exception."""
+    record = {"has_exception": "exception" in context, "exception": repr(context.get("exception"))}
+    Path(context["params"]["record_to"]).write_text(json.dumps(record))
+
+
+with DAG(dag_id="wi_test_failure_context", params={"record_to": Param("", type="string")}, **COMMON):
+    # The feature probe of tests/dags/conftest.py: does dag.test() hand the callback the exception?
+
+    @task(task_id="fail", retries=0, on_failure_callback=_record_failure_context)
+    def fail() -> None:
+        raise RuntimeError("probe: is the exception in the failure callback's context?")
+
+    fail()

@@ -103,3 +103,14 @@ def captured_logs(*loggers: str) -> Iterator[list[dict[str, Any]]]:
             logger.setLevel(level)
             logger.propagate = propagate
             logger.disabled = disabled
+
+
+def decode_qr(png: bytes) -> str:
+    """The text of the one QR code in a PNG (zxing-cpp, now and then, reports one code twice)."""
+    import io
+
+    import zxingcpp
+    from PIL import Image
+
+    [text] = {str(code.text) for code in zxingcpp.read_barcodes(Image.open(io.BytesIO(png)))}
+    return text

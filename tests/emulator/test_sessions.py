@@ -2,21 +2,12 @@
 
 from __future__ import annotations
 
-import io
 import time
 
 import httpx
 import pytest
 
-from tests.common import KEY, SESSION
-
-
-def decode_qr(png: bytes) -> str:
-    import zxingcpp
-    from PIL import Image
-
-    [code] = zxingcpp.read_barcodes(Image.open(io.BytesIO(png)))
-    return str(code.text)
+from tests.common import KEY, SESSION, decode_qr
 
 
 def status_of(api: httpx.Client, session_id: str = SESSION) -> str:

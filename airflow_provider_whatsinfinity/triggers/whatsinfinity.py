@@ -1,12 +1,19 @@
-"""The trigger behind the deferrable session-ready sensor."""
+"""
+The session's triggers: one behind the deferrable session-ready sensor, one for event-driven DAGs.
+
+``WhatsInfinitySessionReadyTrigger`` waits once and ends; ``WhatsInfinitySessionEventTrigger`` runs
+for as long as a DAG's ``AssetWatcher`` needs it and yields an event at each change of the session's
+health (:class:`SessionChangeDetector` decides what a change is).
+"""
 
 from __future__ import annotations
 
 import asyncio
 import time
+from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any, Literal, TypedDict
 
-from airflow.triggers.base import BaseTrigger, TriggerEvent
+from airflow.triggers.base import BaseEventTrigger, BaseTrigger, TriggerEvent
 
 from airflow_provider_whatsinfinity.exceptions import WhatsInfinityError
 from airflow_provider_whatsinfinity.hooks.whatsinfinity import WhatsInfinityHook
@@ -138,3 +145,237 @@ def _event(
 ) -> TriggerEvent:
     payload: SessionReadyEvent = {"outcome": outcome, "session": session, "error": error}
     return TriggerEvent(payload)
+
+
+# --- Health events for event-driven scheduling ---------------------------------------------------
+
+#: Statuses of one link attempt in progress: moving between them is not news to a DAG.
+LINKING_STATUSES = frozenset({"connecting", "qr", "pairing"})
+
+#: Why an event fired, as it appears in the event's ``reasons``.
+ChangeReason = Literal["status", "ready", "error", "warning", "queue_size"]
+
+
+@dataclass(frozen=True)
+class SessionHealth:
+    """
+    What the event trigger compares from one check to the next: plain JSON through :meth:`to_dict`.
+
+    :param status: The session's status, or ``"error"`` when the service refused the check for good
+        (a wrong key, an unknown session).
+    :param is_ready: Whether the session could send.
+    :param warning: The service's warning, if any.
+    :param queue_size: Messages queued for delivery, when the service said.
+    :param error: The refusal (``WhatsInfinityError.to_dict()``, never the key) when ``status`` is
+        ``"error"``.
+    """
+
+    status: str
+    is_ready: bool = False
+    warning: str | None = None
+    queue_size: int | None = None
+    error: dict[str, Any] | None = None
+
+    @classmethod
+    def of_session(cls, status: SessionStatus) -> SessionHealth:
+        """
+        Return the health a session check reported.
+
+        :param status: The check's answer.
+        """
+        return cls(status.status, status.is_ready, status.warning or None, status.queue_size)
+
+    @classmethod
+    def of_error(cls, error: WhatsInfinityError) -> SessionHealth:
+        """
+        Return the health of a session the service refuses to report on (a permanent error).
+
+        :param error: The error the check raised.
+        """
+        return cls("error", error=error.to_dict())
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the health as a JSON-safe dict."""
+        return asdict(self)
+
+
+def session_change_reasons(
+    old: SessionHealth | None, new: SessionHealth, queue_size_threshold: int | None = None
+) -> list[ChangeReason]:
+    """
+    Return why going from ``old`` to ``new`` is news to a DAG; an empty list when it is not.
+
+    - ``status``: the status changed, unless both are steps of one link attempt (connecting, qr,
+      pairing). Ready to disconnected, qr or disabled, and back, all count.
+    - ``ready``: readiness flipped while the status stayed the same.
+    - ``error``: the service began refusing the check for good, or refuses for another reason.
+    - ``warning``: a warning appeared or changed (one that clears is not news; its return is).
+    - ``queue_size``: the queue reached ``queue_size_threshold`` from below.
+
+    A state that persists gives no reason, so a DAG runs once per change, not once per check.
+
+    :param old: The previous health; ``None`` for the first check, which is a baseline, never news.
+    :param new: The health just checked.
+    :param queue_size_threshold: The queue size that is news when reached; ``None`` ignores the queue.
+    """
+    if old is None:
+        return []
+    reasons: list[ChangeReason] = []
+    if old.status != new.status:
+        if not (old.status in LINKING_STATUSES and new.status in LINKING_STATUSES):
+            reasons.append("status")
+    elif old.is_ready != new.is_ready:
+        reasons.append("ready")
+    if new.error is not None and (old.error or {}).get("type") != new.error.get("type"):
+        reasons.append("error")
+    if new.warning and new.warning != old.warning:
+        reasons.append("warning")
+    if (
+        queue_size_threshold is not None
+        and new.queue_size is not None
+        and new.queue_size >= queue_size_threshold
+        and (old.queue_size is None or old.queue_size < queue_size_threshold)
+    ):
+        reasons.append("queue_size")
+    return reasons
+
+
+class SessionChangeEvent(TypedDict):
+    """The payload of each event of :class:`WhatsInfinitySessionEventTrigger`: plain JSON."""
+
+    #: Why the event fired, in the order of :func:`session_change_reasons`.
+    reasons: list[ChangeReason]
+    #: The health before the change (``SessionHealth.to_dict()``).
+    old: dict[str, Any]
+    #: The health after it.
+    new: dict[str, Any]
+
+
+class SessionChangeDetector:
+    """
+    Remember the last health seen and tell which new one is a change: the event trigger's memory.
+
+    :param queue_size_threshold: The queue size that is news when reached; ``None`` ignores the queue.
+    """
+
+    def __init__(self, queue_size_threshold: int | None = None) -> None:
+        self.queue_size_threshold = queue_size_threshold
+        #: The last health seen; ``None`` until the first check, the baseline.
+        self.last: SessionHealth | None = None
+
+    def observe(self, health: SessionHealth) -> SessionChangeEvent | None:
+        """
+        Record a check's health and return the event it makes, or ``None`` when it is no news.
+
+        Every health becomes the new baseline, news or not: a move between link steps, for instance,
+        is remembered so that the following change is measured from it.
+
+        :param health: The health just checked.
+        """
+        old, self.last = self.last, health
+        reasons = session_change_reasons(old, health, self.queue_size_threshold)
+        if old is None or not reasons:
+            return None
+        return {"reasons": reasons, "old": old.to_dict(), "new": health.to_dict()}
+
+
+class WhatsInfinitySessionEventTrigger(BaseEventTrigger):
+    """
+    Watch the session for an ``AssetWatcher`` and yield one event per change of its health.
+
+    Checks the session every ``poll_interval`` seconds with the async client. The first check is a
+    baseline and yields nothing; after it, an event (a :class:`SessionChangeEvent`:
+    ``{"reasons": [...], "old": {...}, "new": {...}}``) fires only when
+    :func:`session_change_reasons` finds news: the status leaves or returns to ready (disconnected,
+    qr, disabled), a warning appears or changes, the queue reaches ``queue_size_threshold``, or the
+    service starts refusing the check for good (a wrong key, an unknown session: status ``"error"``).
+    A state that persists fires nothing more. Transient errors (the service unreachable, a server
+    error, a check slower than :attr:`check_timeout`) are logged and polled through; they are not a
+    change.
+
+    The trigger keeps no state across restarts: when the triggerer restarts it (a new triggerer, a
+    redeployment), the first check is a fresh baseline, and a change that happened while no trigger
+    ran is not reported. A DAG that must not miss one checks the session itself when it starts.
+
+    Its arguments cannot be templated (it runs in the triggerer, outside any DAG run): name the
+    connection directly.
+
+    :param whatsinfinity_conn_id: The WhatsInfinity connection to use.
+    :param poll_interval: Seconds between two checks.
+    :param queue_size_threshold: The queue size that fires an event when reached from below;
+        ``None`` ignores the queue.
+    """
+
+    #: Most seconds one check may take before it counts as a transient error.
+    check_timeout: float = 60.0
+
+    def __init__(
+        self,
+        whatsinfinity_conn_id: str = WhatsInfinityHook.default_conn_name,
+        poll_interval: float = 60.0,
+        queue_size_threshold: int | None = None,
+    ) -> None:
+        super().__init__()
+        self.whatsinfinity_conn_id = whatsinfinity_conn_id
+        self.poll_interval = float(poll_interval)
+        self.queue_size_threshold = None if queue_size_threshold is None else int(queue_size_threshold)
+
+    def serialize(self) -> tuple[str, dict[str, Any]]:
+        """Return the classpath and keyword arguments that rebuild this trigger in the triggerer."""
+        return (
+            f"{type(self).__module__}.{type(self).__qualname__}",
+            {
+                "whatsinfinity_conn_id": self.whatsinfinity_conn_id,
+                "poll_interval": self.poll_interval,
+                "queue_size_threshold": self.queue_size_threshold,
+            },
+        )
+
+    async def run(self) -> AsyncIterator[TriggerEvent]:
+        """Check the session every ``poll_interval`` seconds, forever; yield an event at each change."""
+        detector = SessionChangeDetector(self.queue_size_threshold)
+        hook = WhatsInfinityHook(whatsinfinity_conn_id=self.whatsinfinity_conn_id)
+        try:
+            while True:
+                health = await self._health(hook)
+                if health is not None:
+                    if health.error is not None:
+                        # The connection may be fixed meanwhile (a new key): read it again next time.
+                        await hook.aclose()
+                        hook = WhatsInfinityHook(whatsinfinity_conn_id=self.whatsinfinity_conn_id)
+                    first = detector.last is None
+                    change = detector.observe(health)
+                    if first:
+                        self.log.info("WhatsInfinity session health baseline: %s", health.to_dict())
+                    if change is not None:
+                        self.log.info(
+                            "WhatsInfinity session changed (%s): %s -> %s",
+                            ", ".join(change["reasons"]),
+                            change["old"],
+                            change["new"],
+                        )
+                        yield TriggerEvent(change)
+                await asyncio.sleep(self.poll_interval)
+        finally:
+            await hook.aclose()
+
+    async def _health(self, hook: WhatsInfinityHook) -> SessionHealth | None:
+        """Check the session once: its health, or ``None`` after a transient error (logged)."""
+        # Not asyncio.wait_for: before Python 3.12 it can swallow the trigger's own cancellation when
+        # the check finishes at that moment (see WhatsInfinitySessionReadyTrigger._check).
+        check = asyncio.ensure_future(hook.acheck_session())
+        try:
+            done, _ = await asyncio.wait({check}, timeout=self.check_timeout)
+        finally:
+            if not check.done():
+                check.cancel()
+        if not done:
+            self.log.warning("Session check took over %.0f s; checking again later", self.check_timeout)
+            return None
+        try:
+            return SessionHealth.of_session(check.result())
+        except WhatsInfinityError as error:
+            if error.transient:
+                self.log.warning("Session check failed, trying again later: %s", error)
+                return None
+            return SessionHealth.of_error(error)

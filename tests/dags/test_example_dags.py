@@ -25,7 +25,7 @@ def test_every_example_parses_without_import_errors():
     bag = dag_bag(EXAMPLE_DAGS)
     assert bag.import_errors == {}
     assert sorted(bag.dag_ids) == sorted(EXAMPLES)
-    assert len(EXAMPLES) == 4
+    assert len(EXAMPLES) == 5
     for dag in bag.dags.values():
         assert "whatsinfinity_conn_id" in dag.params
         assert dag.params["whatsinfinity_conn_id"] == "whatsinfinity_default"

@@ -101,6 +101,12 @@ def get_provider_info() -> dict[str, Any]:
             }
         ],
         "notifications": ["airflow_provider_whatsinfinity.notifications.whatsinfinity.WhatsInfinityNotifier"],
+        "plugins": [
+            {
+                "name": "whatsinfinity_console",
+                "plugin-class": "airflow_provider_whatsinfinity.plugins.console.WhatsInfinityConsolePlugin",
+            }
+        ],
         "connection-types": [
             {
                 "connection-type": CONN_TYPE,

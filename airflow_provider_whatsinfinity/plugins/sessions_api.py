@@ -1,0 +1,358 @@
+"""
+The sessions console's JSON API, mounted by the API server under ``/whatsinfinity``.
+
+``GET /api/sessions`` checks every ``whatsinfinity`` connection stored in the metadata database at
+once, each check bounded in time, and reports a failure on that connection's row only. The other
+endpoints act on one connection's session: its QR code, a pairing code, create, restart, key rotation
+(the new key goes straight into the connection) and delete.
+
+Every endpoint goes through Airflow's own auth dependencies: the list needs permission to read
+connections; the QR code, the pairing code and every change need permission to edit them. No answer
+and no log line carries an API key or a URL's password: errors are the service's message with its
+``requestId``, cleaned of both.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import TYPE_CHECKING, Any, TypeVar
+from urllib.parse import unquote, urlsplit
+
+from fastapi import Depends, FastAPI, Request
+from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel, ConfigDict, Field
+
+from airflow_provider_whatsinfinity._compat import mask_secret, redact
+from airflow_provider_whatsinfinity.client import AsyncWhatsInfinityClient
+from airflow_provider_whatsinfinity.exceptions import (
+    AuthenticationError,
+    ConflictError,
+    RateLimitedError,
+    ServiceUnreachableError,
+    SessionNotFoundError,
+    ValidationError,
+    WhatsInfinityError,
+)
+from airflow_provider_whatsinfinity.hooks.whatsinfinity import WhatsInfinityHook, base_url_of
+from airflow_provider_whatsinfinity.spec import CONN_TYPE
+from airflow_provider_whatsinfinity.validation import redact_url
+
+if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable
+
+    from airflow.models.connection import Connection
+
+    from airflow_provider_whatsinfinity.models import SessionStatus
+
+T = TypeVar("T")
+
+log = logging.getLogger(__name__)
+
+#: Longest wait, in seconds, for one session's check in the list; a slower one shows as an error.
+CHECK_TIMEOUT = 8.0
+#: Most session checks in flight at once for one list.
+MAX_CONCURRENT_CHECKS = 16
+#: Longest wait, in seconds, for one action (QR, pairing code, create, restart, rotate, delete).
+ACTION_TIMEOUT = 30.0
+
+
+class ConsoleError(Exception):
+    """
+    A failed console request, answered as ``{"error", "requestId", "connId"}`` JSON.
+
+    :param status_code: The HTTP status of the answer.
+    :param message: What went wrong, fit to show a user (no key, no password).
+    :param conn_id: The connection concerned.
+    :param request_id: The service's ``requestId``, when it gave one.
+    """
+
+    def __init__(self, status_code: int, message: str, conn_id: str, request_id: str | None = None) -> None:
+        super().__init__(message)
+        self.status_code = status_code
+        self.message = message
+        self.conn_id = conn_id
+        self.request_id = request_id
+
+
+class RestartBody(BaseModel):
+    """The body of ``POST .../restart``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    wipe: bool = False
+
+
+class PairingCodeBody(BaseModel):
+    """The body of ``POST .../pairing-code``."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    phone_number: str = Field(alias="phoneNumber", min_length=1, max_length=32)
+
+
+# --- Connections in the metadata database ---------------------------------------------------------
+
+
+def _stored_connections(conn_id: str | None = None) -> list[Connection]:
+    """Return the ``whatsinfinity`` connections in the metadata database (only ``conn_id`` if given)."""
+    from airflow.models.connection import Connection
+    from airflow.utils.session import create_session
+    from sqlalchemy import select
+
+    query = select(Connection).where(Connection.conn_type == CONN_TYPE)
+    if conn_id is not None:
+        query = query.where(Connection.conn_id == conn_id)
+    with create_session() as session:
+        rows = list(session.scalars(query.order_by(Connection.conn_id)))
+        session.expunge_all()
+    return rows
+
+
+def _save_key(conn_id: str, api_key: str) -> None:
+    """Write a session's new API key into its connection's password."""
+    from airflow.models.connection import Connection
+    from airflow.utils.session import create_session
+    from sqlalchemy import select
+
+    with create_session() as session:
+        connection = session.scalar(select(Connection).where(Connection.conn_id == conn_id))
+        if connection is None:
+            raise LookupError(f"connection {conn_id!r} is gone")
+        connection.password = api_key
+
+
+async def _connection(conn_id: str) -> Connection:
+    """Return a stored ``whatsinfinity`` connection, or answer 404."""
+    rows = await asyncio.to_thread(_stored_connections, conn_id)
+    if not rows:
+        raise ConsoleError(404, f"No WhatsInfinity connection {conn_id!r} in the metadata database", conn_id)
+    return rows[0]
+
+
+# --- Secrets kept out of answers ------------------------------------------------------------------
+
+
+def _secrets_of(connection: Connection) -> list[str]:
+    """Return the secrets a connection holds: its API key and any password in its host URL."""
+    secrets = [(connection.password or "").strip()]
+    try:
+        password = urlsplit((connection.host or "").strip()).password
+    except ValueError:
+        password = None
+    if password:
+        secrets += [password, unquote(password)]
+    return [secret for secret in secrets if secret]
+
+
+def _scrub(text: str, secrets: list[str]) -> str:
+    """Return ``text`` without any of ``secrets`` nor anything Airflow's secret masker knows."""
+    for secret in sorted(secrets, key=len, reverse=True):
+        text = text.replace(secret, "***")
+    return redact(text)
+
+
+def _shown_base_url(connection: Connection) -> str | None:
+    """Return the connection's base URL without user name or password, or ``None`` if it has none valid."""
+    try:
+        return redact_url(base_url_of(connection))
+    except WhatsInfinityError:
+        return None
+
+
+# --- Clients ---------------------------------------------------------------------------------------
+
+
+def _client(connection: Connection, timeout: float) -> AsyncWhatsInfinityClient:
+    """Build an asyncio client from a connection: one attempt per call, no waiting out rate limits."""
+    hook = WhatsInfinityHook(connection.conn_id, timeout=timeout, max_attempts=1, max_rate_limit_wait=0)
+    return AsyncWhatsInfinityClient(**hook._client_params(connection))
+
+
+def _what_went_wrong(error: WhatsInfinityError) -> str:
+    """Return a short text naming the kind of failure, then the service's message and ``requestId``."""
+    kinds: list[tuple[type[WhatsInfinityError], str]] = [
+        (SessionNotFoundError, "session not found"),
+        (AuthenticationError, "wrong API key"),
+        (ServiceUnreachableError, "unreachable"),
+        (ValidationError, "connection not usable"),
+    ]
+    for kind, words in kinds:
+        if isinstance(error, kind):
+            return f"{words}: {error}"
+    return str(error)
+
+
+def _status_code_of(error: WhatsInfinityError) -> int:
+    """Return the HTTP status that answers a failed action."""
+    if isinstance(error, ValidationError):
+        return 400
+    if isinstance(error, SessionNotFoundError):
+        return 404
+    if isinstance(error, ConflictError):
+        return 409
+    if isinstance(error, RateLimitedError):
+        return 429
+    if isinstance(error, ServiceUnreachableError):
+        return 504
+    return 502  # the service refused or failed: a wrong key is the service's answer, not the user's
+
+
+async def _act(
+    conn_id: str, action: Callable[[AsyncWhatsInfinityClient], Awaitable[T]]
+) -> tuple[T, Connection]:
+    """
+    Run one action on a connection's session and return its result with the connection.
+
+    Every failure becomes a :class:`ConsoleError` whose message is cleaned of the connection's secrets.
+    """
+    connection = await _connection(conn_id)
+    secrets = _secrets_of(connection)
+    try:
+        client = _client(connection, ACTION_TIMEOUT)
+        async with client:
+            result = await asyncio.wait_for(action(client), ACTION_TIMEOUT + 5)
+    except WhatsInfinityError as error:
+        message = _scrub(_what_went_wrong(error), secrets)
+        raise ConsoleError(_status_code_of(error), message, conn_id, error.request_id) from None
+    except TimeoutError:
+        raise ConsoleError(
+            504, f"WhatsInfinity did not answer within {ACTION_TIMEOUT:g} s", conn_id
+        ) from None
+    except Exception as error:
+        # Only the type: the text of an unexpected error may quote the key or a URL's password.
+        log.warning("WhatsInfinity console: %s failed on %r: %s", "action", conn_id, type(error).__name__)
+        raise ConsoleError(500, f"Unexpected error: {type(error).__name__}", conn_id) from None
+    return result, connection
+
+
+# --- Rows of the list ------------------------------------------------------------------------------
+
+
+def _status_json(status: SessionStatus) -> dict[str, Any]:
+    """Return a session status with the console's keys."""
+    return {
+        "sessionId": status.session_id,
+        "status": status.status,
+        "isReady": status.is_ready,
+        "hasQR": status.has_qr,
+        "queueSize": status.queue_size,
+        "rateLimitRemaining": status.rate_limit_remaining,
+        "lastActiveAt": status.last_active_at,
+        "warning": status.warning,
+    }
+
+
+async def _row(connection: Connection, slots: asyncio.Semaphore) -> dict[str, Any]:
+    """Check one connection's session; any failure is told in the row's ``error``, never raised."""
+    row: dict[str, Any] = {
+        "connId": connection.conn_id,
+        "baseUrl": _shown_base_url(connection),
+        "sessionId": (connection.login or "").strip() or None,
+        "status": None,
+        "isReady": False,
+        "hasQR": False,
+        "queueSize": None,
+        "rateLimitRemaining": None,
+        "lastActiveAt": None,
+        "warning": None,
+        "error": None,
+    }
+    secrets = _secrets_of(connection)
+    try:
+        async with slots:
+            client = _client(connection, CHECK_TIMEOUT)
+            async with client:
+                status = await asyncio.wait_for(client.check_session(), CHECK_TIMEOUT)
+        row.update(_status_json(status))
+    except WhatsInfinityError as error:
+        row["error"] = _scrub(_what_went_wrong(error), secrets)
+    except TimeoutError:
+        row["error"] = f"unreachable: no answer within {CHECK_TIMEOUT:g} s"
+    except Exception as error:
+        row["error"] = f"cannot check the session: {type(error).__name__}"
+    if row["warning"]:
+        row["warning"] = _scrub(str(row["warning"]), secrets)
+    return row
+
+
+# --- The app ---------------------------------------------------------------------------------------
+
+
+def create_app() -> FastAPI:
+    """Return the console's FastAPI app, its every endpoint behind Airflow's auth dependencies."""
+    from airflow.api_fastapi.core_api.security import requires_access_connection
+
+    # The path parameter is named ``connection_id`` so that Airflow's check sees which connection.
+    can_read = [Depends(requires_access_connection(method="GET"))]
+    can_edit = [Depends(requires_access_connection(method="PUT"))]
+    app = FastAPI(
+        title="WhatsInfinity sessions",
+        description="The sessions of the WhatsInfinity connections stored in Airflow.",
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
+    )
+
+    @app.exception_handler(ConsoleError)
+    async def console_error(request: Request, error: ConsoleError) -> JSONResponse:
+        body = {"error": error.message, "requestId": error.request_id, "connId": error.conn_id}
+        return JSONResponse(body, status_code=error.status_code)
+
+    @app.get("/api/sessions", dependencies=can_read)
+    async def list_sessions() -> list[dict[str, Any]]:
+        """List every ``whatsinfinity`` connection with its session's status, or what went wrong."""
+        connections = await asyncio.to_thread(_stored_connections)
+        slots = asyncio.Semaphore(MAX_CONCURRENT_CHECKS)
+        return list(await asyncio.gather(*(_row(connection, slots) for connection in connections)))
+
+    @app.get("/api/sessions/{connection_id}/qr", dependencies=can_edit)
+    async def qr(connection_id: str) -> Response:
+        """Answer the session's current QR code as a PNG."""
+        png, _ = await _act(connection_id, lambda client: client.get_qr())
+        return Response(png, media_type="image/png", headers={"Cache-Control": "no-store"})
+
+    @app.post("/api/sessions/{connection_id}/create", dependencies=can_edit)
+    async def create(connection_id: str) -> dict[str, Any]:
+        """Create the session on the service with the connection's key."""
+        status, _ = await _act(connection_id, lambda client: client.create_session())
+        return {"connId": connection_id, **_status_json(status)}
+
+    @app.post("/api/sessions/{connection_id}/restart", dependencies=can_edit)
+    async def restart(connection_id: str, body: RestartBody) -> dict[str, Any]:
+        """Restart the session; ``wipe`` also forgets its link."""
+        status, _ = await _act(connection_id, lambda client: client.restart_session(wipe=body.wipe))
+        return {"connId": connection_id, **_status_json(status)}
+
+    @app.post("/api/sessions/{connection_id}/pairing-code", dependencies=can_edit)
+    async def pairing_code(connection_id: str, body: PairingCodeBody) -> dict[str, Any]:
+        """Ask for a pairing code for the phone number."""
+        code, _ = await _act(connection_id, lambda client: client.request_pairing_code(body.phone_number))
+        return {"connId": connection_id, "pairingCode": code}
+
+    @app.post("/api/sessions/{connection_id}/rotate-key", dependencies=can_edit)
+    async def rotate_key(connection_id: str) -> dict[str, Any]:
+        """Give the session a new key and store it in the connection; the answer never holds the key."""
+        new_key, _ = await _act(connection_id, lambda client: client.rotate_key())
+        mask_secret(new_key)
+        try:
+            await asyncio.to_thread(_save_key, connection_id, new_key)
+        except Exception as error:
+            log.error(
+                "WhatsInfinity console: rotated key not saved in %r: %s", connection_id, type(error).__name__
+            )
+            raise ConsoleError(
+                500,
+                f"The session's key was changed but could not be saved in connection {connection_id!r} "
+                f"({type(error).__name__}); the old key no longer works: delete and create the session again",
+                connection_id,
+            ) from None
+        return {"connId": connection_id, "rotated": True}
+
+    @app.post("/api/sessions/{connection_id}/delete", dependencies=can_edit)
+    async def delete(connection_id: str) -> dict[str, Any]:
+        """Delete the session on the service (the Airflow connection stays)."""
+        await _act(connection_id, lambda client: client.delete_session())
+        return {"connId": connection_id, "deleted": True}
+
+    return app

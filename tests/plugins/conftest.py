@@ -3,7 +3,8 @@ A real ``airflow api-server`` with the simple auth manager and two users, for th
 
 As tests/ui/conftest.py's fixture, but with logins: ``admin`` (role admin) and ``viewer`` (role
 viewer), their passwords read from the file the simple auth manager writes, their tokens from
-``POST /auth/token``.
+``POST /auth/token``. The auth manager is the simple one with viewers allowed to read connections
+(:mod:`tests.plugins.auth_manager`), so that a user who may read connections but not edit them exists.
 """
 
 from __future__ import annotations
@@ -16,18 +17,20 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import httpx
 import pytest
 
 from airflow_provider_whatsinfinity.emulator.process import free_port
+from tests.plugins.auth_manager import ConnectionReadingViewersAuthManager
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
-    from pathlib import Path
 
 API_SERVER_START_TIMEOUT = 120.0
+REPO = Path(__file__).resolve().parents[2]
 
 
 @dataclass
@@ -77,6 +80,8 @@ def airflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Airflow
         AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS="admin:admin,viewer:viewer",
         # Airflow loads the plugins of providers only when providers are discovered eagerly.
         AIRFLOW__CORE__LAZY_DISCOVER_PROVIDERS="False",
+        AIRFLOW__CORE__AUTH_MANAGER=f"{ConnectionReadingViewersAuthManager.__module__}.{ConnectionReadingViewersAuthManager.__name__}",
+        PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
     )
     airflow = [sys.executable, "-m", "airflow"]
     migrate = subprocess.run(

@@ -63,13 +63,15 @@ def test_anonymous_is_refused(airflow_server):
             assert anonymous.post(f"{API}/any/{action}", json=BODIES.get(action)).status_code == 401
 
 
-def test_viewer_may_not_see_qr_nor_change(airflow_server, whatsinfinity_emulator):
+def test_viewer_may_list_but_not_see_qr_nor_change(airflow_server, whatsinfinity_emulator):
     session = _session_id()
     whatsinfinity_emulator.create_session(session, KEY)
     conn_id = _add_connection(airflow_server, whatsinfinity_emulator.url, session, KEY)
     with airflow_server.client("viewer") as viewer:
-        # The simple auth manager's viewer role may not read connections at all, so not the list either.
-        assert viewer.get(API).status_code == 403
+        listed = viewer.get(API)
+        assert listed.status_code == 200, listed.text
+        assert {row["connId"]: row for row in listed.json()}[conn_id]["status"] == "qr"
+        assert KEY not in listed.text
         assert viewer.get(f"{API}/{conn_id}/qr").status_code == 403
         for action in ACTIONS:
             answer = viewer.post(f"{API}/{conn_id}/{action}", json=BODIES.get(action))
@@ -173,6 +175,7 @@ def test_actions_and_key_rotation(airflow_server, whatsinfinity_emulator):
         assert _rows(airflow_server)[conn_id]["error"].startswith("session not found")
     for body in bodies:
         assert KEY not in body
+    assert KEY not in airflow_server.log.read_text(errors="replace")
 
 
 def test_errors_are_json_with_the_services_request_id(airflow_server, whatsinfinity_emulator):

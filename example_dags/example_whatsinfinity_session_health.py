@@ -8,7 +8,9 @@ never again while a state holds. The trigger's first check after the triggerer s
 baseline, not a change.
 
 The trigger runs in the triggerer, outside any run, so its connection is named directly rather than
-through the ``whatsinfinity_conn_id`` param, which the tasks use.
+through the ``whatsinfinity_conn_id`` param, which the restart uses. An alert sent through the very
+session that dropped waits in its queue until the session is back: ``alert_conn_id`` names a
+connection to another session, so that the alert arrives while the outage lasts.
 """
 
 from __future__ import annotations
@@ -38,7 +40,7 @@ session_health = Asset(
 )
 
 alert = WhatsInfinityNotifier(
-    whatsinfinity_conn_id="{{ params.whatsinfinity_conn_id }}",
+    whatsinfinity_conn_id="{{ params.alert_conn_id }}",
     to="{{ params.oncall }}",
     message="{{ ti.xcom_pull(task_ids='describe_change') }}",
 )
@@ -66,6 +68,9 @@ with DAG(
             "447700900123", type="string", description="Who is alerted (not the session's number)"
         ),
         "whatsinfinity_conn_id": Param("whatsinfinity_default", type="string"),
+        "alert_conn_id": Param(
+            "whatsinfinity_default", type="string", description="Another session's connection, for alerts"
+        ),
     },
     tags=["example", "whatsinfinity"],
 ) as dag:

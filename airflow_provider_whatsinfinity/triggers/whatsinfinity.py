@@ -149,8 +149,9 @@ def _event(
 
 # --- Health events for event-driven scheduling ---------------------------------------------------
 
-#: Statuses of one link attempt in progress: moving between them is not news to a DAG.
-LINKING_STATUSES = frozenset({"connecting", "qr", "pairing"})
+#: Statuses of a session that is not ready but may become so (dropped, reconnecting, waiting for a
+#: link): moving between them is not news to a DAG; leaving ready for one, or reaching ready, is.
+NOT_READY_STATUSES = frozenset({"disconnected", "connecting", "qr", "pairing"})
 
 #: Why an event fired, as it appears in the event's ``reasons``.
 ChangeReason = Literal["status", "ready", "error", "warning", "queue_size"]
@@ -205,8 +206,10 @@ def session_change_reasons(
     """
     Return why going from ``old`` to ``new`` is news to a DAG; an empty list when it is not.
 
-    - ``status``: the status changed, unless both are steps of one link attempt (connecting, qr,
-      pairing). Ready to disconnected, qr or disabled, and back, all count.
+    - ``status``: the status changed, unless both are states of a session on its way back to ready
+      (disconnected, connecting, qr, pairing): a restart going disconnected, connecting, qr is one
+      outage, not three. Ready to disconnected, qr or disabled, and back, all count; so do disabled
+      and ``"error"``, coming and going.
     - ``ready``: readiness flipped while the status stayed the same.
     - ``error``: the service began refusing the check for good, or refuses for another reason.
     - ``warning``: a warning appeared or changed (one that clears is not news; its return is).
@@ -222,7 +225,7 @@ def session_change_reasons(
         return []
     reasons: list[ChangeReason] = []
     if old.status != new.status:
-        if not (old.status in LINKING_STATUSES and new.status in LINKING_STATUSES):
+        if not (old.status in NOT_READY_STATUSES and new.status in NOT_READY_STATUSES):
             reasons.append("status")
     elif old.is_ready != new.is_ready:
         reasons.append("ready")
@@ -267,8 +270,8 @@ class SessionChangeDetector:
         """
         Record a check's health and return the event it makes, or ``None`` when it is no news.
 
-        Every health becomes the new baseline, news or not: a move between link steps, for instance,
-        is remembered so that the following change is measured from it.
+        Every health becomes the new baseline, news or not: a move from disconnected to qr, for
+        instance, is remembered so that the following change is measured from it.
 
         :param health: The health just checked.
         """

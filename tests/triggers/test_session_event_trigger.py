@@ -46,10 +46,14 @@ def health(status: str = "active", **fields: Any) -> SessionHealth:
         (READY, health("qr"), None, ["status"]),
         (READY, health("disabled"), None, ["status"]),
         (health("qr"), READY, None, ["status"]),
-        (health("disconnected"), health("connecting"), None, ["status"]),
-        # Steps of one link attempt are not news.
+        (health("disconnected"), READY, None, ["status"]),
+        (health("disconnected"), health("disabled"), None, ["status"]),
+        (health("disabled"), health("qr"), None, ["status"]),
+        # Moves on the way back to ready are one outage, not news.
+        (health("disconnected"), health("connecting"), None, []),
         (health("connecting"), health("qr"), None, []),
         (health("qr"), health("pairing"), None, []),
+        (health("qr"), health("disconnected"), None, []),
         # Readiness flipping under one status.
         (health("active", is_ready=True), health("active", is_ready=False), None, ["ready"]),
         # Warnings: appearing and changing are news, clearing is not.
@@ -80,7 +84,7 @@ def test_the_detector_fires_once_per_change_and_measures_from_the_last_health():
         (READY, None),
         (health("disconnected"), ["status"]),
         (health("disconnected"), None),
-        (health("connecting"), ["status"]),
+        (health("connecting"), None),
         (health("qr"), None),  # remembered, so that ready is measured from qr
         (READY, ["status"]),
         (health(queue_size=7), ["queue_size"]),
@@ -304,3 +308,26 @@ def test_cancelled_mid_check_it_stops_and_closes_its_client(conn):
         mp.undo()
     assert waited < 2, waited  # not after the 15 s answer
     assert closed
+
+
+def test_a_restart_after_an_outage_is_one_event_back_to_ready(conn):
+    conn.create_session(SESSION, KEY, link=True)
+    hook = WhatsInfinityHook()
+
+    async def scenario() -> list[dict[str, Any]]:
+        async with Watch(conn) as watch:
+            await watch.control(conn.disconnect, SESSION)
+            await watch.events_count(1)
+            await watch.control(hook.restart_session)  # connecting, then ready again: not news
+            await watch.events_count(2)
+            return watch.events
+
+    try:
+        events = asyncio.run(scenario())
+    finally:
+        hook.close()
+    back = events[1]
+    assert (events[0]["old"]["status"], events[0]["new"]["status"]) == ("active", "disconnected")
+    # Measured from the last check: disconnected, or connecting when a check fell in the restart.
+    assert back["old"]["status"] in {"disconnected", "connecting"}
+    assert (back["reasons"], back["new"]["status"], back["new"]["is_ready"]) == (["status"], "active", True)

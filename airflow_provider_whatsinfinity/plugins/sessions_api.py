@@ -199,10 +199,14 @@ def _status_code_of(error: WhatsInfinityError) -> int:
 
 
 async def _act(
-    conn_id: str, action: Callable[[AsyncWhatsInfinityClient], Awaitable[T]]
+    name: str, conn_id: str, action: Callable[[AsyncWhatsInfinityClient], Awaitable[T]]
 ) -> tuple[T, Connection]:
     """
     Run one action on a connection's session and return its result with the connection.
+
+    :param name: The action, for the log.
+    :param conn_id: The connection whose session to act on.
+    :param action: What to do with a client built from the connection.
 
     Every failure becomes a :class:`ConsoleError` whose message is cleaned of the connection's secrets.
     """
@@ -221,7 +225,7 @@ async def _act(
         ) from None
     except Exception as error:
         # Only the type: the text of an unexpected error may quote the key or a URL's password.
-        log.warning("WhatsInfinity console: %s failed on %r: %s", "action", conn_id, type(error).__name__)
+        log.warning("WhatsInfinity console: %s failed on %r: %s", name, conn_id, type(error).__name__)
         raise ConsoleError(500, f"Unexpected error: {type(error).__name__}", conn_id) from None
     return result, connection
 
@@ -309,31 +313,37 @@ def create_app() -> FastAPI:
     @app.get("/api/sessions/{connection_id}/qr", dependencies=can_edit)
     async def qr(connection_id: str) -> Response:
         """Answer the session's current QR code as a PNG."""
-        png, _ = await _act(connection_id, lambda client: client.get_qr())
+        png, _ = await _act("get_qr", connection_id, lambda client: client.get_qr())
         return Response(png, media_type="image/png", headers={"Cache-Control": "no-store"})
 
     @app.post("/api/sessions/{connection_id}/create", dependencies=can_edit)
     async def create(connection_id: str) -> dict[str, Any]:
         """Create the session on the service with the connection's key."""
-        status, _ = await _act(connection_id, lambda client: client.create_session())
+        status, _ = await _act("create_session", connection_id, lambda client: client.create_session())
         return {"connId": connection_id, **_status_json(status)}
 
     @app.post("/api/sessions/{connection_id}/restart", dependencies=can_edit)
     async def restart(connection_id: str, body: RestartBody) -> dict[str, Any]:
         """Restart the session; ``wipe`` also forgets its link."""
-        status, _ = await _act(connection_id, lambda client: client.restart_session(wipe=body.wipe))
+        status, _ = await _act(
+            "restart_session", connection_id, lambda client: client.restart_session(wipe=body.wipe)
+        )
         return {"connId": connection_id, **_status_json(status)}
 
     @app.post("/api/sessions/{connection_id}/pairing-code", dependencies=can_edit)
     async def pairing_code(connection_id: str, body: PairingCodeBody) -> dict[str, Any]:
         """Ask for a pairing code for the phone number."""
-        code, _ = await _act(connection_id, lambda client: client.request_pairing_code(body.phone_number))
+        code, _ = await _act(
+            "request_pairing_code",
+            connection_id,
+            lambda client: client.request_pairing_code(body.phone_number),
+        )
         return {"connId": connection_id, "pairingCode": code}
 
     @app.post("/api/sessions/{connection_id}/rotate-key", dependencies=can_edit)
     async def rotate_key(connection_id: str) -> dict[str, Any]:
         """Give the session a new key and store it in the connection; the answer never holds the key."""
-        new_key, _ = await _act(connection_id, lambda client: client.rotate_key())
+        new_key, _ = await _act("rotate_key", connection_id, lambda client: client.rotate_key())
         mask_secret(new_key)
         try:
             await asyncio.to_thread(_save_key, connection_id, new_key)
@@ -352,7 +362,7 @@ def create_app() -> FastAPI:
     @app.post("/api/sessions/{connection_id}/delete", dependencies=can_edit)
     async def delete(connection_id: str) -> dict[str, Any]:
         """Delete the session on the service (the Airflow connection stays)."""
-        await _act(connection_id, lambda client: client.delete_session())
+        await _act("delete_session", connection_id, lambda client: client.delete_session())
         return {"connId": connection_id, "deleted": True}
 
     return app

@@ -5,12 +5,14 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 import uuid
 from typing import TYPE_CHECKING, Any
 
 import httpx
 
 from airflow_provider_whatsinfinity.emulator.process import free_port
+from airflow_provider_whatsinfinity.plugins.sessions_api import CHECK_TIMEOUT
 from tests.common import KEY, PHONE, decode_qr
 
 if TYPE_CHECKING:
@@ -130,6 +132,31 @@ def test_list_shows_each_sessions_state_and_errors_on_their_own_rows(airflow_ser
     for secret in (KEY, wrong_key, "url-secret-pw"):
         assert secret not in answer.text
     assert "url-secret-pw" not in airflow_server.log.read_text(errors="replace")
+
+
+def test_slow_sessions_are_checked_at_once_each_within_its_bound(airflow_server, whatsinfinity_emulator):
+    url = whatsinfinity_emulator.url
+    fast = _session_id()
+    whatsinfinity_emulator.create_session(fast, KEY, link=True)
+    fast_id = _add_connection(airflow_server, url, fast, KEY)
+    slow_ids = []
+    for _ in range(3):
+        slow = _session_id()
+        whatsinfinity_emulator.create_session(slow, KEY, link=True)
+        whatsinfinity_emulator.add_fault(f"/check-session/{slow}", "delay", seconds=CHECK_TIMEOUT + 20)
+        slow_ids.append(_add_connection(airflow_server, url, slow, KEY))
+
+    started = time.monotonic()
+    rows = _rows(airflow_server)
+    elapsed = time.monotonic() - started
+
+    # One after the other, three slow checks would take three bounds; at once, about one.
+    assert elapsed < 2 * CHECK_TIMEOUT, elapsed
+    assert rows[fast_id]["error"] is None
+    assert rows[fast_id]["status"] == "active"
+    for slow_id in slow_ids:
+        assert rows[slow_id]["error"].startswith("unreachable"), rows[slow_id]
+        assert rows[slow_id]["status"] is None
 
 
 def test_qr_is_the_emulators_current_qr(airflow_server, whatsinfinity_emulator):

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import unquote, urlsplit
 
 from fastapi import Depends, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -302,6 +303,20 @@ def create_app() -> FastAPI:
     async def console_error(request: Request, error: ConsoleError) -> JSONResponse:
         body = {"error": error.message, "requestId": error.request_id, "connId": error.conn_id}
         return JSONResponse(body, status_code=error.status_code)
+
+    @app.exception_handler(RequestValidationError)
+    async def bad_request(request: Request, error: RequestValidationError) -> JSONResponse:
+        # Where and what, never the input itself: FastAPI's own answer would echo it.
+        problems = "; ".join(
+            f"{'.'.join(str(part) for part in problem.get('loc', ())[1:]) or 'body'}: {problem.get('msg')}"
+            for problem in error.errors()
+        )
+        body = {
+            "error": f"Bad request: {problems}",
+            "requestId": None,
+            "connId": request.path_params.get("connection_id"),
+        }
+        return JSONResponse(body, status_code=422)
 
     @app.get("/api/sessions", dependencies=can_read)
     async def list_sessions() -> list[dict[str, Any]]:

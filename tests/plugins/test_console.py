@@ -220,6 +220,9 @@ def test_errors_are_json_with_the_services_request_id(airflow_server, whatsinfin
         bad_phone = admin.post(f"{API}/{conn_id}/pairing-code", json={"phoneNumber": "12"})
         assert bad_phone.status_code == 400, bad_phone.text
         assert bad_phone.json()["error"]
-        for answer in (missing, unknown, bad_phone):
+        bad_body = admin.post(f"{API}/{conn_id}/restart", json={"wipe": "maybe"})
+        assert bad_body.status_code == 422, bad_body.text
+        assert bad_body.json()["error"].startswith("Bad request: wipe:")
+        for answer in (missing, unknown, bad_phone, bad_body):
             assert KEY not in answer.text
             assert "Traceback" not in answer.text

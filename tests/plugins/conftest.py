@@ -78,8 +78,6 @@ def airflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Airflow
         AIRFLOW__DATABASE__SQL_ALCHEMY_CONN=f"sqlite:///{home}/airflow.db",
         AIRFLOW__CORE__LOAD_EXAMPLES="False",
         AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS="admin:admin,viewer:viewer",
-        # Airflow loads the plugins of providers only when providers are discovered eagerly.
-        AIRFLOW__CORE__LAZY_DISCOVER_PROVIDERS="False",
         AIRFLOW__CORE__AUTH_MANAGER=f"{ConnectionReadingViewersAuthManager.__module__}.{ConnectionReadingViewersAuthManager.__name__}",
         PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
     )

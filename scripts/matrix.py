@@ -183,7 +183,10 @@ def main() -> int:
     parser.add_argument("command", choices=["test", "constraints"])
     parser.add_argument("lines", nargs="*", help=f"Airflow lines, of {', '.join(RELEASES)} (default: all)")
     args, pytest_args = parser.parse_known_args()
-    lines = args.lines or list(RELEASES)
+    # Anything that is not a line (such as a test path) goes to pytest, as PYTEST_ARGS does.
+    lines = [arg for arg in args.lines if re.fullmatch(r"\d+\.\d+", arg)]
+    pytest_args = [arg for arg in args.lines if arg not in lines] + pytest_args
+    lines = lines or list(RELEASES)
     unknown = [line for line in lines if line not in RELEASES]
     if unknown:
         parser.error(f"unknown Airflow line(s) {', '.join(unknown)}; known: {', '.join(RELEASES)}")

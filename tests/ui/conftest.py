@@ -8,19 +8,13 @@ admin (no login) and the connection form's Test button enabled.
 
 from __future__ import annotations
 
-import contextlib
 import os
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import httpx
 import pytest
 
-from airflow_provider_whatsinfinity.emulator.process import free_port
+from tests.airflow_api_server import running_api_server
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -38,7 +32,6 @@ CHROMIUM_ARGS = [
     "--disable-background-networking",
 ]
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
-API_SERVER_START_TIMEOUT = 120.0
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -71,26 +64,6 @@ def browser() -> Iterator[Browser]:
             browser.close()
 
 
-def _tail(path: Path, lines: int = 40) -> str:
-    return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-
-
-def _signal_group(process: subprocess.Popen[bytes], signum: signal.Signals) -> None:
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(process.pid, signum)
-
-
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    """Stop the api-server and everything it started: it runs in a process group of its own."""
-    _signal_group(process, signal.SIGTERM)
-    try:
-        process.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        _signal_group(process, signal.SIGKILL)
-        process.wait(timeout=10)
-    _signal_group(process, signal.SIGKILL)  # any worker left behind by the server
-
-
 @pytest.fixture(scope="module")
 def airflow_api_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """
@@ -99,47 +72,9 @@ def airflow_api_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str
     Yields the server's base URL once it answers; always stops the server afterwards.
     """
     home = tmp_path_factory.mktemp("airflow-ui-home")
-    env = {name: value for name, value in os.environ.items() if not name.startswith("AIRFLOW")}
-    env.update(
-        AIRFLOW_HOME=str(home),
-        AIRFLOW__DATABASE__SQL_ALCHEMY_CONN=f"sqlite:///{home}/airflow.db",
-        AIRFLOW__CORE__LOAD_EXAMPLES="False",
+    with running_api_server(
+        home,
         AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS="True",
         AIRFLOW__CORE__TEST_CONNECTION="Enabled",
-    )
-    airflow = [sys.executable, "-m", "airflow"]
-    migrate = subprocess.run(
-        [*airflow, "db", "migrate"], env=env, capture_output=True, text=True, timeout=300, check=False
-    )
-    assert migrate.returncode == 0, f"airflow db migrate failed:\n{migrate.stdout}\n{migrate.stderr}"
-
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    log = home / "api-server.log"
-    with log.open("wb") as log_file:
-        process = subprocess.Popen(
-            [*airflow, "api-server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
-            env=env,
-            stdout=log_file,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,
-        )
-    try:
-        deadline = time.monotonic() + API_SERVER_START_TIMEOUT
-        while True:
-            if process.poll() is not None:
-                pytest.fail(f"airflow api-server exited with {process.returncode}:\n{_tail(log)}")
-            try:
-                if httpx.get(f"{url}/api/v2/monitor/health", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(
-                    f"airflow api-server did not answer in {API_SERVER_START_TIMEOUT:.0f} s:\n{_tail(log)}"
-                )
-            time.sleep(0.5)
+    ) as (url, _):
         yield url
-    finally:
-        _stop(process)

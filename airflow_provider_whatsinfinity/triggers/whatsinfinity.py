@@ -126,18 +126,27 @@ class WhatsInfinitySessionReadyTrigger(BaseTrigger):
         left = self.timeout_at - time.time()
         if left <= 0:
             raise asyncio.TimeoutError
-        # Not asyncio.wait_for: before Python 3.12 it can swallow the trigger's own cancellation when
-        # the check finishes at that moment, and the trigger would then poll on forever. A read-only
-        # call cancelled mid-flight changes nothing on the server.
-        check = asyncio.ensure_future(hook.acheck_session())
-        try:
-            done, _ = await asyncio.wait({check}, timeout=left)
-        finally:
-            if not check.done():
-                check.cancel()
-        if not done:
+        check = await _check_within(hook, left)
+        if check is None:
             raise asyncio.TimeoutError
         return check.result()
+
+
+async def _check_within(hook: WhatsInfinityHook, seconds: float) -> asyncio.Future[SessionStatus] | None:
+    """
+    Check the session, giving up after ``seconds``: the finished check, or ``None`` if it took longer.
+
+    Not ``asyncio.wait_for``: before Python 3.12 it can swallow the trigger's own cancellation when the
+    check finishes at that moment, and the trigger would then poll on forever. A read-only call
+    cancelled mid-flight changes nothing on the server.
+    """
+    check = asyncio.ensure_future(hook.acheck_session())
+    try:
+        done, _ = await asyncio.wait({check}, timeout=seconds)
+    finally:
+        if not check.done():
+            check.cancel()
+    return check if done else None
 
 
 def _event(
@@ -364,15 +373,8 @@ class WhatsInfinitySessionEventTrigger(BaseEventTrigger):
 
     async def _health(self, hook: WhatsInfinityHook) -> SessionHealth | None:
         """Check the session once: its health, or ``None`` after a transient error (logged)."""
-        # Not asyncio.wait_for: before Python 3.12 it can swallow the trigger's own cancellation when
-        # the check finishes at that moment (see WhatsInfinitySessionReadyTrigger._check).
-        check = asyncio.ensure_future(hook.acheck_session())
-        try:
-            done, _ = await asyncio.wait({check}, timeout=self.check_timeout)
-        finally:
-            if not check.done():
-                check.cancel()
-        if not done:
+        check = await _check_within(hook, self.check_timeout)
+        if check is None:
             self.log.warning("Session check took over %.0f s; checking again later", self.check_timeout)
             return None
         try:

@@ -73,6 +73,14 @@ def run(command: list[str], **kwargs: object) -> None:
     subprocess.run(command, check=True, **kwargs)  # type: ignore[call-overload]
 
 
+def new_venv(venv: Path) -> Path:
+    """Create a venv with the newest pip; return its python."""
+    run([sys.executable, "-m", "venv", str(venv)])
+    python = venv / "bin" / "python"
+    run([str(python), "-m", "pip", "install", "--quiet", "--upgrade", "pip"])
+    return python
+
+
 def ensure_venv(line: str) -> Path:
     """Build a line's venv from its constraints file unless it is already built from the same files."""
     venv = venv_of(line)
@@ -86,9 +94,7 @@ def ensure_venv(line: str) -> Path:
     if stamp.exists() and stamp.read_text() == digest:
         return venv
     shutil.rmtree(venv, ignore_errors=True)
-    python = venv / "bin" / "python"
-    run([sys.executable, "-m", "venv", str(venv)])
-    run([str(python), "-m", "pip", "install", "--quiet", "--upgrade", "pip"])
+    python = new_venv(venv)
     extras = RELEASES[line].extras
     run(
         [
@@ -144,9 +150,7 @@ def constraints(lines: list[str]) -> int:
     for line in lines:
         release = RELEASES[line]
         with tempfile.TemporaryDirectory(prefix=f"constraints-{line}-") as scratch:
-            python = Path(scratch) / "bin" / "python"
-            run([sys.executable, "-m", "venv", scratch])
-            run([str(python), "-m", "pip", "install", "--quiet", "--upgrade", "pip"])
+            python = new_venv(Path(scratch))
             # The machine's pip settings may add local indexes without upload times: only `index`.
             env = {**os.environ, "PIP_CONFIG_FILE": os.devnull, "PIP_FIND_LINKS": "", "PIP_CONSTRAINT": ""}
             cutoff = ["--uploaded-prior-to", f"{release.cutoff}T00:00:00Z"] if release.cutoff else []

@@ -21,7 +21,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "scripts"))
 
-from matrix import NEWEST, constraints_file  # noqa: E402
+from matrix import NEWEST, constraints_file, new_venv  # noqa: E402
 
 DIST = ROOT / "dist"
 PACKAGE = "airflow-provider-whatsinfinity"
@@ -67,9 +67,7 @@ def main() -> int:
 
     with tempfile.TemporaryDirectory(prefix="wheel-check-") as scratch:
         venv, home = Path(scratch) / "venv", Path(scratch) / "airflow-home"
-        run([sys.executable, "-m", "venv", str(venv)])
-        python, airflow = venv / "bin" / "python", venv / "bin" / "airflow"
-        run([str(python), "-m", "pip", "install", "--quiet", "--upgrade", "pip"])
+        python, airflow = new_venv(venv), venv / "bin" / "airflow"
         run(
             [
                 str(python),

@@ -1,0 +1,231 @@
+"""
+A real Airflow deployment for tests: api-server, scheduler, dag-processor and triggerer, each its own process.
+
+As :func:`tests.airflow_api_server.running_api_server`, the deployment gets a throw-away
+``AIRFLOW_HOME``, a SQLite database and a free loopback port, and none of the test process's own
+Airflow settings (tests/conftest.py). The scheduler runs tasks with the LocalExecutor. Each component
+runs in a process group of its own, killed as a whole afterwards: LocalExecutor workers and the
+triggerer's runner outlive their parent otherwise. A user ``admin`` logs in through
+``POST /auth/token``, as a user of the REST API would.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import httpx
+import pytest
+
+from airflow_provider_whatsinfinity.emulator.process import free_port
+from tests.airflow_api_server import tail
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator
+
+T = TypeVar("T")
+
+#: Seconds the api-server may take to answer its health check.
+START_TIMEOUT = 120.0
+#: The components started besides the api-server, each by ``airflow <component>``.
+COMPONENTS = ("scheduler", "dag-processor", "triggerer")
+
+
+@dataclass
+class AirflowDeployment:
+    """
+    A running deployment: its REST API's URL, its home, a token, and where each component logs.
+
+    :param url: Base URL of the api-server.
+    :param home: The throw-away ``AIRFLOW_HOME``.
+    :param token: A bearer token of user ``admin``.
+    :param logs: Each component's log file, by component.
+    :param secrets: Strings never to show in a log tail (an API key passed in a connection).
+    """
+
+    url: str
+    home: Path
+    token: str
+    logs: dict[str, Path]
+    secrets: tuple[str, ...] = field(default=())
+
+    def client(self) -> httpx.Client:
+        """Return an HTTP client for the REST API, logged in as ``admin``."""
+        return httpx.Client(base_url=self.url, headers={"Authorization": f"Bearer {self.token}"}, timeout=30)
+
+    def log_tails(self, lines: int = 60) -> str:
+        """
+        Return the last lines of each component's log and of every task's log, secrets redacted.
+
+        :param lines: Lines per log.
+        """
+        parts = [f"--- {name} ({path}) ---\n{tail(path, lines)}" for name, path in self.logs.items()]
+        for task_log in sorted((self.home / "logs").glob("dag_id=*/**/*.log")):
+            relative = task_log.relative_to(self.home / "logs")
+            parts.append(f"--- task log {relative} ---\n{tail(task_log, lines // 2)}")
+        text = "\n".join(parts)
+        for secret in self.secrets:
+            text = text.replace(secret, "***")
+        return text
+
+    @contextlib.contextmanager
+    def logs_on_failure(self) -> Iterator[None]:
+        """Print the log tails when the block raises (pytest shows them with the failure)."""
+        try:
+            yield
+        except BaseException:
+            print(self.log_tails())
+            raise
+
+
+def wait_for(what: str, probe: Callable[[], T | None], timeout: float = 90.0, interval: float = 1.0) -> T:
+    """
+    Call ``probe`` until it returns something truthy, and return that; fail after ``timeout`` seconds.
+
+    :param what: What is awaited, for the failure message.
+    :param probe: Returns the awaited value, or something falsy while it is not there yet.
+    :param timeout: Seconds to wait at most.
+    :param interval: Seconds between two calls.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        value = probe()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            pytest.fail(f"Waited {timeout:.0f} s for {what}; last seen: {value!r}")
+        time.sleep(interval)
+
+
+def _signal_group(process: subprocess.Popen[bytes], signum: signal.Signals) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signum)
+
+
+def _stop_all(processes: list[subprocess.Popen[bytes]]) -> None:
+    """Stop every component and everything each started, all at once rather than one by one."""
+    for process in processes:
+        _signal_group(process, signal.SIGTERM)
+    deadline = time.monotonic() + 15
+    for process in processes:
+        try:
+            process.wait(timeout=max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            _signal_group(process, signal.SIGKILL)
+            process.wait(timeout=10)
+    for process in processes:
+        _signal_group(process, signal.SIGKILL)  # any worker left behind
+
+
+@contextlib.contextmanager
+def running_deployment(
+    home: Path, dags_folder: Path, *, secrets_to_hide: tuple[str, ...] = (), **settings: str
+) -> Iterator[AirflowDeployment]:
+    """
+    Migrate a database in ``home``, start the four components and yield the deployment once it answers.
+
+    :param home: The throw-away ``AIRFLOW_HOME``; each component logs to ``<component>.log`` in it.
+    :param dags_folder: The DAG files to deploy.
+    :param secrets_to_hide: Strings redacted from log tails.
+    :param settings: More environment variables, such as ``AIRFLOW_CONN_...`` or
+        ``AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL``.
+    """
+    home.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    bin_dir = str(Path(sys.executable).parent)
+    env = {name: value for name, value in os.environ.items() if not name.startswith("AIRFLOW")}
+    env.update(
+        PATH=os.pathsep.join([bin_dir, env.get("PATH", "")]),
+        AIRFLOW_HOME=str(home),
+        AIRFLOW__DATABASE__SQL_ALCHEMY_CONN=f"sqlite:///{home}/airflow.db",
+        AIRFLOW__CORE__LOAD_EXAMPLES="False",
+        AIRFLOW__CORE__DAGS_FOLDER=str(dags_folder),
+        AIRFLOW__CORE__EXECUTOR="LocalExecutor",
+        AIRFLOW__CORE__PARALLELISM="4",
+        AIRFLOW__CORE__EXECUTION_API_SERVER_URL=f"{url}/execution/",
+        AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS="admin:admin",
+        # Every component signs and checks the same tokens (the generated airflow.cfg would agree too).
+        AIRFLOW__API_AUTH__JWT_SECRET=secrets.token_urlsafe(32),
+        AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL="2",
+        AIRFLOW__API__PORT=str(port),
+        # The log servers of the workers and the triggerer default to ports 8793 and 8794: two
+        # deployments at once (a test matrix, another test run) must not fight over them.
+        AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT=str(free_port()),
+        AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT=str(free_port()),
+        **settings,
+    )
+    airflow = [sys.executable, "-m", "airflow"]
+    migrate = subprocess.run(
+        [*airflow, "db", "migrate"],
+        env=env,
+        cwd=home,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert migrate.returncode == 0, f"airflow db migrate failed:\n{migrate.stdout}\n{migrate.stderr}"
+
+    commands = {
+        "api-server": ["api-server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
+        **{component: [component] for component in COMPONENTS},
+    }
+    logs = {name: home / f"{name}.log" for name in commands}
+    processes: dict[str, subprocess.Popen[bytes]] = {}
+    try:
+        for name, command in commands.items():
+            with logs[name].open("wb") as log_file:
+                processes[name] = subprocess.Popen(
+                    [*airflow, *command],
+                    env=env,
+                    # Not the repo: ``python -m`` puts the working directory on sys.path, and the
+                    # repo's *.egg-info would show Airflow the provider's entry points twice.
+                    cwd=home,
+                    stdout=log_file,
+                    stderr=subprocess.STDOUT,
+                    stdin=subprocess.DEVNULL,
+                    start_new_session=True,
+                )
+
+        def all_tails() -> str:
+            text = "\n".join(f"--- {name} ---\n{tail(path)}" for name, path in logs.items())
+            for secret in secrets_to_hide:
+                text = text.replace(secret, "***")
+            return text
+
+        deadline = time.monotonic() + START_TIMEOUT
+        while True:
+            for name, process in processes.items():
+                if process.poll() is not None:
+                    pytest.fail(f"airflow {name} exited with {process.returncode}:\n{all_tails()}")
+            try:
+                if httpx.get(f"{url}/api/v2/monitor/health", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail(f"airflow api-server did not answer in {START_TIMEOUT:.0f} s:\n{all_tails()}")
+            time.sleep(0.5)
+
+        passwords: dict[str, Any] = json.loads(
+            (home / "simple_auth_manager_passwords.json.generated").read_text()
+        )
+        answer = httpx.post(
+            f"{url}/auth/token", json={"username": "admin", "password": passwords["admin"]}, timeout=30
+        )
+        assert answer.status_code in (200, 201), f"POST /auth/token: {answer.status_code} {answer.text}"
+        yield AirflowDeployment(
+            url=url, home=home, token=answer.json()["access_token"], logs=logs, secrets=secrets_to_hide
+        )
+    finally:
+        _stop_all(list(processes.values()))

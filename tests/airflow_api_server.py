@@ -67,7 +67,13 @@ def running_api_server(home: Path, **settings: str) -> Iterator[tuple[str, dict[
     )
     airflow = [sys.executable, "-m", "airflow"]
     migrate = subprocess.run(
-        [*airflow, "db", "migrate"], env=env, capture_output=True, text=True, timeout=300, check=False
+        [*airflow, "db", "migrate"],
+        env=env,
+        cwd=home,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
     )
     assert migrate.returncode == 0, f"airflow db migrate failed:\n{migrate.stdout}\n{migrate.stderr}"
 
@@ -78,6 +84,8 @@ def running_api_server(home: Path, **settings: str) -> Iterator[tuple[str, dict[
         process = subprocess.Popen(
             [*airflow, "api-server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
             env=env,
+            # Not the repo: its *.egg-info would show Airflow the provider's entry points twice.
+            cwd=home,
             stdout=log_file,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,

@@ -33,7 +33,10 @@ class _LazyFastAPIApps:
 
 class WhatsInfinityConsolePlugin(AirflowPlugin):
     """
-    The WhatsInfinity sessions console: a JSON API under ``/whatsinfinity/api/sessions``.
+    The WhatsInfinity sessions console: a page at ``/whatsinfinity/``, its JSON API under ``api/sessions``.
+
+    On Airflow 3.1+ the page is also in the UI's Admin menu (``external_views``) and opens inside the
+    UI; on 3.0 it works at its URL.
 
     It lists every connection of type ``whatsinfinity`` with its session's status, and links,
     restarts, re-keys and deletes sessions. Every endpoint needs an Airflow user: reading the list
@@ -42,3 +45,31 @@ class WhatsInfinityConsolePlugin(AirflowPlugin):
 
     name = "whatsinfinity_console"
     fastapi_apps = _LazyFastAPIApps()
+    if hasattr(AirflowPlugin, "external_views"):  # Airflow 3.1+: in the UI's own navigation
+        external_views = [
+            {
+                "name": "WhatsInfinity sessions",
+                "href": f"{URL_PREFIX}/",
+                # Opens inside the Airflow UI, at /plugin/whatsinfinity.
+                "url_route": "whatsinfinity",
+                "category": "admin",
+                "destination": "nav",
+            }
+        ]
+
+
+def _for_the_entry_point() -> type[WhatsInfinityConsolePlugin] | None:
+    """
+    Return the plugin for the ``airflow.plugins`` entry point, or ``None`` where Airflow loads it anyway.
+
+    Airflow reads the ``plugins`` of providers' info only with ``[core] lazy_discover_providers =
+    False``, and it reads entry points first: with both, it would load the plugin twice and report the
+    second as an import error. ``None`` is not a plugin, and Airflow passes over it without a word.
+    """
+    from airflow import settings
+
+    return WhatsInfinityConsolePlugin if getattr(settings, "LAZY_LOAD_PROVIDERS", True) else None
+
+
+#: What the ``airflow.plugins`` entry point names (pyproject.toml).
+ENTRY_POINT_PLUGIN = _for_the_entry_point()

@@ -20,9 +20,11 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import unquote, urlsplit
 
 from fastapi import Depends, FastAPI, Request
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from airflow_provider_whatsinfinity._compat import mask_secret, redact
 from airflow_provider_whatsinfinity.client import AsyncWhatsInfinityClient
@@ -36,6 +38,14 @@ from airflow_provider_whatsinfinity.exceptions import (
     WhatsInfinityError,
 )
 from airflow_provider_whatsinfinity.hooks.whatsinfinity import WhatsInfinityHook, base_url_of
+from airflow_provider_whatsinfinity.plugins.console_page import (
+    CrossSiteRequestError,
+    TokenCookieAsBearer,
+    is_page,
+    refuse_cross_site,
+    render_console,
+    render_sign_in,
+)
 from airflow_provider_whatsinfinity.spec import CONN_TYPE
 from airflow_provider_whatsinfinity.validation import redact_url
 
@@ -286,11 +296,13 @@ async def _row(connection: Connection, slots: asyncio.Semaphore) -> dict[str, An
 
 def create_app() -> FastAPI:
     """Return the console's FastAPI app, its every endpoint behind Airflow's auth dependencies."""
-    from airflow.api_fastapi.core_api.security import requires_access_connection
+    from airflow.api_fastapi.app import get_auth_manager
+    from airflow.api_fastapi.core_api.security import get_user, requires_access_connection
 
     # The path parameter is named ``connection_id`` so that Airflow's check sees which connection.
     can_read = [Depends(requires_access_connection(method="GET"))]
-    can_edit = [Depends(requires_access_connection(method="PUT"))]
+    # Changes also refuse what another site may have forged in a signed-in user's browser.
+    can_edit = [Depends(requires_access_connection(method="PUT")), Depends(refuse_cross_site)]
     app = FastAPI(
         title="WhatsInfinity sessions",
         description="The sessions of the WhatsInfinity connections stored in Airflow.",
@@ -298,6 +310,21 @@ def create_app() -> FastAPI:
         redoc_url=None,
         openapi_url=None,
     )
+
+    app.add_middleware(TokenCookieAsBearer)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def not_signed_in(request: Request, error: StarletteHTTPException) -> Response:
+        # The page, asked for without a valid token (401, or 403 "Invalid JWT token"), signs in;
+        # the JSON API answers as Airflow's own does.
+        if is_page(request) and (error.status_code == 401 or "token" in str(error.detail).lower()):
+            return render_sign_in(request)
+        return await http_exception_handler(request, error)
+
+    @app.exception_handler(CrossSiteRequestError)
+    async def cross_site(request: Request, error: CrossSiteRequestError) -> JSONResponse:
+        body = {"error": f"Forbidden: {error}", "requestId": None, "connId": None}
+        return JSONResponse(body, status_code=403)
 
     @app.exception_handler(ConsoleError)
     async def console_error(request: Request, error: ConsoleError) -> JSONResponse:
@@ -317,6 +344,14 @@ def create_app() -> FastAPI:
             "connId": request.path_params.get("connection_id"),
         }
         return JSONResponse(body, status_code=422)
+
+    @app.get("/", dependencies=can_read, include_in_schema=False)
+    async def page(request: Request, user: Any = Depends(get_user)) -> Response:  # noqa: B008
+        """The console: every session's status, refreshed, with the QR and the actions for editors."""
+        can_change = get_auth_manager().is_authorized_connection(method="PUT", user=user)
+        return render_console(
+            request, user.get_name(), bool(can_change), api_base=request.url_for("list_sessions").path
+        )
 
     @app.get("/api/sessions", dependencies=can_read)
     async def list_sessions() -> list[dict[str, Any]]:

@@ -42,7 +42,7 @@ class AirflowServer:
         return httpx.Client(base_url=self.url, headers=headers, timeout=60)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="package")
 def airflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AirflowServer]:
     """A migrated throw-away Airflow home and `airflow api-server` with users admin and viewer."""
     home = tmp_path_factory.mktemp("airflow-console-home")

@@ -66,6 +66,9 @@ CHECK_TIMEOUT = 8.0
 MAX_CONCURRENT_CHECKS = 16
 #: Longest wait, in seconds, for one action (QR, pairing code, create, restart, rotate, delete).
 ACTION_TIMEOUT = 30.0
+#: Tries to save a rotated key in its connection, and the wait before the second (doubled each time).
+SAVE_KEY_ATTEMPTS = 4
+SAVE_KEY_FIRST_DELAY = 0.5
 
 
 class ConsoleError(Exception):
@@ -131,6 +134,34 @@ def _save_key(conn_id: str, api_key: str) -> None:
         if connection is None:
             raise LookupError(f"connection {conn_id!r} is gone")
         connection.password = api_key
+
+
+async def _save_rotated_key(conn_id: str, api_key: str) -> None:
+    """
+    Write a rotated key into its connection, trying again on a failure that may pass.
+
+    The service no longer takes the old key, so a key not saved is a session nobody can use: a
+    locked database or a dropped database connection is worth a few seconds of trying.
+    A connection deleted meanwhile is not.
+
+    :param conn_id: The connection to write to.
+    :param api_key: The session's new key.
+    """
+    for attempt in range(1, SAVE_KEY_ATTEMPTS + 1):
+        try:
+            await asyncio.to_thread(_save_key, conn_id, api_key)
+            return
+        except LookupError:
+            raise
+        except Exception as error:
+            if attempt == SAVE_KEY_ATTEMPTS:
+                raise
+            log.warning(
+                "WhatsInfinity console: saving the rotated key in %r failed (%s), trying again",
+                conn_id,
+                type(error).__name__,
+            )
+            await asyncio.sleep(SAVE_KEY_FIRST_DELAY * 2 ** (attempt - 1))
 
 
 async def _connection(conn_id: str) -> Connection:
@@ -396,7 +427,7 @@ def create_app() -> FastAPI:
         new_key, _ = await _act("rotate_key", connection_id, lambda client: client.rotate_key())
         mask_secret(new_key)
         try:
-            await asyncio.to_thread(_save_key, connection_id, new_key)
+            await _save_rotated_key(connection_id, new_key)
         except Exception as error:
             log.error(
                 "WhatsInfinity console: rotated key not saved in %r: %s", connection_id, type(error).__name__
@@ -404,7 +435,8 @@ def create_app() -> FastAPI:
             raise ConsoleError(
                 500,
                 f"The session's key was changed but could not be saved in connection {connection_id!r} "
-                f"({type(error).__name__}); the old key no longer works: delete and create the session again",
+                f"({type(error).__name__}), and the old key no longer works. Give the connection a new "
+                "session ID, then Create and link that session.",
                 connection_id,
             ) from None
         return {"connId": connection_id, "rotated": True}

@@ -49,6 +49,7 @@ class AirflowDeployment:
     :param home: The throw-away ``AIRFLOW_HOME``.
     :param token: A bearer token of user ``admin``.
     :param logs: Each component's log file, by component.
+    :param processes: Each component's process, by component.
     :param secrets: Strings never to show in a log tail (an API key passed in a connection).
     """
 
@@ -56,7 +57,14 @@ class AirflowDeployment:
     home: Path
     token: str
     logs: dict[str, Path]
+    processes: dict[str, subprocess.Popen[bytes]]
     secrets: tuple[str, ...] = field(default=())
+
+    def assert_running(self) -> None:
+        """Fail at once when a component has exited: waiting on would only time out."""
+        for name, process in self.processes.items():
+            if process.poll() is not None:
+                pytest.fail(f"airflow {name} exited with {process.returncode}; its log is below")
 
     def client(self) -> httpx.Client:
         """Return an HTTP client for the REST API, logged in as ``admin``."""
@@ -225,7 +233,12 @@ def running_deployment(
         )
         assert answer.status_code in (200, 201), f"POST /auth/token: {answer.status_code} {answer.text}"
         yield AirflowDeployment(
-            url=url, home=home, token=answer.json()["access_token"], logs=logs, secrets=secrets_to_hide
+            url=url,
+            home=home,
+            token=answer.json()["access_token"],
+            logs=logs,
+            processes=processes,
+            secrets=secrets_to_hide,
         )
     finally:
         _stop_all(list(processes.values()))

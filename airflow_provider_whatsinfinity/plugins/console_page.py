@@ -13,7 +13,7 @@ API, with the user's Airflow token found the way Airflow's own UI finds it:
   navigation, which cannot carry a header) be authenticated from a cookie the page sets for its own
   path.
 
-Changing requests authenticated by a cookie must carry ``X-Requested-By: whatsinfinity-console``, a
+Changing requests that carry the token cookie must carry ``X-Requested-By: whatsinfinity-console``, a
 header a page of another site cannot add without the API server's CORS consent, and must not come
 from another site (``Sec-Fetch-Site``): see :func:`refuse_cross_site`.
 """
@@ -40,10 +40,10 @@ CSRF_HEADER_VALUE = "whatsinfinity-console"
 REFRESH_SECONDS = 5
 #: Seconds after which the page fetches a waiting QR again (the service's QR codes last 60 s).
 QR_REFRESH_SECONDS = 20
+#: Seconds the page's own token cookie lasts on Airflow 3.0 (set again at every load of the page).
+PAGE_COOKIE_SECONDS = 600
 #: Airflow's own entry to its sign-in, which sends the user back to ``next`` where the auth manager can.
 AIRFLOW_LOGIN_PATH = "/api/v2/auth/login"
-#: Set in the ASGI scope when :class:`TokenCookieAsBearer` made the ``Authorization`` header.
-_FROM_COOKIE = "whatsinfinity.token_from_cookie"
 
 
 class CrossSiteRequestError(Exception):
@@ -136,6 +136,7 @@ def render_console(request: Request, user_name: str, can_edit: bool, api_base: s
         "refreshSeconds": REFRESH_SECONDS,
         "qrRefreshSeconds": QR_REFRESH_SECONDS,
         "bearerFromStorage": not api_reads_token_cookie(),
+        "pageCookieSeconds": PAGE_COOKIE_SECONDS,
     }
     return _html("console.html", 200, user_name=user_name, can_edit=can_edit, config=config)
 
@@ -146,6 +147,7 @@ def render_sign_in(request: Request) -> HTMLResponse:
         "pagePath": page_path(request),
         "loginUrl": login_url(request),
         "bearerFromStorage": not api_reads_token_cookie(),
+        "pageCookieSeconds": PAGE_COOKIE_SECONDS,
     }
     return _html("sign_in.html", 401, login_url=config["loginUrl"], config=config)
 
@@ -154,10 +156,11 @@ def refuse_cross_site(request: Request) -> None:
     """
     Refuse a changing request that another site may have made in the user's name.
 
-    A browser tells where a request comes from in ``Sec-Fetch-Site``: anything but this origin is
-    refused. A request authenticated by a cookie (which a browser adds by itself) must also carry
-    ``X-Requested-By: whatsinfinity-console``; one with its own ``Authorization`` header (a script,
-    ``curl``, the page on Airflow 3.0) needs nothing more, as another site cannot add that header.
+    A browser tells where a request comes from in ``Sec-Fetch-Site`` (over HTTPS and on localhost):
+    anything but this origin is refused. A request that carries Airflow's token cookie, which a
+    browser adds by itself, must also carry ``X-Requested-By: whatsinfinity-console``, a header
+    another site cannot add. A script or ``curl`` sends its token in ``Authorization`` and no cookie,
+    and needs nothing more.
 
     :param request: The request to check.
     :raises CrossSiteRequestError: When the request may have been forged.
@@ -165,10 +168,13 @@ def refuse_cross_site(request: Request) -> None:
     site = request.headers.get("sec-fetch-site")
     if site and site not in ("same-origin", "none"):
         raise CrossSiteRequestError(f"refused a request from another site (Sec-Fetch-Site: {site})")
-    explicit_credentials = "authorization" in request.headers and not request.scope.get(_FROM_COOKIE)
-    if not explicit_credentials and request.headers.get(CSRF_HEADER) != CSRF_HEADER_VALUE:
+    # Whatever else the request carries: Airflow signs it in by the cookie when its Authorization is not
+    # a valid bearer token (3.3) or before it looks at the header at all (3.1 and 3.2's refresh
+    # middleware), and a browser adds Basic or Negotiate credentials of a proxy by itself.
+    if TOKEN_COOKIE in request.cookies and request.headers.get(CSRF_HEADER) != CSRF_HEADER_VALUE:
         raise CrossSiteRequestError(
-            f"a request signed in by cookie must carry the header {CSRF_HEADER}: {CSRF_HEADER_VALUE}"
+            f"a request that carries Airflow's {TOKEN_COOKIE} cookie must carry the header "
+            f"{CSRF_HEADER}: {CSRF_HEADER_VALUE}"
         )
 
 
@@ -193,5 +199,5 @@ class TokenCookieAsBearer:
                 token = Request(scope).cookies.get(TOKEN_COOKIE)
                 if token:
                     bearer = f"Bearer {token}".encode("latin-1", "replace")
-                    scope = {**scope, "headers": [*headers, (b"authorization", bearer)], _FROM_COOKIE: True}
+                    scope = {**scope, "headers": [*headers, (b"authorization", bearer)]}
         await self.app(scope, receive, send)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import unquote, urlsplit
 
@@ -108,19 +109,97 @@ class PairingCodeBody(BaseModel):
 # --- Connections in the metadata database ---------------------------------------------------------
 
 
-def _stored_connections(conn_id: str | None = None) -> list[Connection]:
-    """Return the ``whatsinfinity`` connections in the metadata database (only ``conn_id`` if given)."""
+@dataclass(frozen=True)
+class StoredConnection:
+    """
+    A ``whatsinfinity`` connection in the metadata database, read or not.
+
+    :param conn_id: Its connection ID.
+    :param team_name: Its team, where Airflow has teams.
+    :param connection: The connection, ``None`` when it could not be read.
+    :param unreadable: Why it could not be read (an exception's type: its text may quote a secret).
+    """
+
+    conn_id: str
+    team_name: str | None
+    connection: Connection | None = None
+    unreadable: str | None = None
+
+
+def _stored_connections(conn_id: str | None = None) -> list[StoredConnection]:
+    """
+    Return the ``whatsinfinity`` connections in the metadata database (only ``conn_id`` if given).
+
+    Each is read on its own: one that cannot be read (a password encrypted with another Fernet key)
+    is returned with the reason, and does not hide the others.
+    """
     from airflow.models.connection import Connection
     from airflow.utils.session import create_session
     from sqlalchemy import select
 
-    query = select(Connection).where(Connection.conn_type == CONN_TYPE)
+    team_column = getattr(Connection, "team_name", None)
+    columns = [Connection.conn_id] if team_column is None else [Connection.conn_id, team_column]
+    query = select(*columns).where(Connection.conn_type == CONN_TYPE)
     if conn_id is not None:
         query = query.where(Connection.conn_id == conn_id)
+    stored = []
     with create_session() as session:
-        rows = list(session.scalars(query.order_by(Connection.conn_id)))
-        session.expunge_all()
-    return rows
+        ids = [
+            (row[0], row[1] if len(row) > 1 else None)
+            for row in session.execute(query.order_by(Connection.conn_id))
+        ]
+        for each_id, team_name in ids:
+            try:
+                connection = session.scalar(select(Connection).where(Connection.conn_id == each_id))
+                if connection is None:  # deleted meanwhile
+                    continue
+                # Decrypt now (it happens on access) so that a bad password or extra shows here.
+                _ = (connection.password, connection.extra)
+                session.expunge(connection)
+                stored.append(StoredConnection(each_id, team_name, connection=connection))
+            except Exception as error:
+                session.rollback()
+                log.warning(
+                    "WhatsInfinity console: cannot read connection %r: %s", each_id, type(error).__name__
+                )
+                stored.append(StoredConnection(each_id, team_name, unreadable=type(error).__name__))
+    return stored
+
+
+def _team_of(conn_id: str | None) -> str | None:
+    """Return a connection's team, where Airflow has teams and the connection is stored."""
+    from airflow.models.connection import Connection
+
+    if conn_id is None or not hasattr(Connection, "get_team_name"):
+        return None
+    team: str | None = Connection.get_team_name(conn_id)
+    return team
+
+
+def _connection_details(conn_id: str | None, team_name: str | None) -> Any:
+    """Return Airflow's ``ConnectionDetails`` for an authorization check, with the team where it has teams."""
+    from airflow.api_fastapi.auth.managers.models.resource_details import ConnectionDetails
+
+    if "team_name" in {field.name for field in fields(ConnectionDetails)}:
+        return ConnectionDetails(conn_id=conn_id, team_name=team_name)
+    return ConnectionDetails(conn_id=conn_id)
+
+
+def _readable_by(user: Any, stored: list[StoredConnection]) -> list[StoredConnection]:
+    """Return the connections the user may read, as Airflow's own connection list decides."""
+    from airflow.api_fastapi.app import get_auth_manager
+
+    manager = get_auth_manager()
+    if hasattr(manager, "get_authorized_connections"):  # Airflow 3.2+, team-aware, one query
+        allowed = manager.get_authorized_connections(user=user, method="GET")
+        return [each for each in stored if each.conn_id in allowed]
+    return [
+        each
+        for each in stored
+        if manager.is_authorized_connection(
+            method="GET", details=_connection_details(each.conn_id, each.team_name), user=user
+        )
+    ]
 
 
 def _save_key(conn_id: str, api_key: str) -> None:
@@ -165,25 +244,45 @@ async def _save_rotated_key(conn_id: str, api_key: str) -> None:
 
 
 async def _connection(conn_id: str) -> Connection:
-    """Return a stored ``whatsinfinity`` connection, or answer 404."""
-    rows = await asyncio.to_thread(_stored_connections, conn_id)
+    """Return a stored ``whatsinfinity`` connection, or answer 404 (500 when it cannot be read)."""
+    try:
+        rows = await asyncio.to_thread(_stored_connections, conn_id)
+    except Exception as error:
+        log.warning("WhatsInfinity console: cannot read connections: %s", type(error).__name__)
+        raise ConsoleError(
+            503, f"Cannot read Airflow's connections: {type(error).__name__}", conn_id
+        ) from None
     if not rows:
         raise ConsoleError(404, f"No WhatsInfinity connection {conn_id!r} in the metadata database", conn_id)
-    return rows[0]
+    if rows[0].connection is None:
+        raise ConsoleError(500, f"Cannot read connection {conn_id!r}: {rows[0].unreadable}", conn_id)
+    return rows[0].connection
 
 
 # --- Secrets kept out of answers ------------------------------------------------------------------
 
 
+def _query_of(url: str) -> str:
+    """Return what follows the first ``?`` or ``#`` after a URL's host ("" if nothing does)."""
+    after_host = url.partition("://")[2].rsplit("@", 1)[-1] if "://" in url else url.rsplit("@", 1)[-1]
+    cut = min((i for i in (after_host.find("?"), after_host.find("#")) if i >= 0), default=-1)
+    return after_host[cut:] if cut >= 0 else ""
+
+
 def _secrets_of(connection: Connection) -> list[str]:
-    """Return the secrets a connection holds: its API key and any password in its host URL."""
+    """Return the secrets a connection holds: its API key, any password and any query in its host URL."""
+    host = (connection.host or "").strip()
     secrets = [(connection.password or "").strip()]
     try:
-        password = urlsplit((connection.host or "").strip()).password
+        password = urlsplit(host).password
     except ValueError:
         password = None
     if password:
         secrets += [password, unquote(password)]
+    # A base URL has no business with a query string: one there may hold a token (``?key=...``).
+    query = _query_of(host)
+    if len(query) > 1:
+        secrets += [query[1:], unquote(query[1:])]
     return [secret for secret in secrets if secret]
 
 
@@ -197,9 +296,11 @@ def _scrub(text: str, secrets: list[str]) -> str:
 def _shown_base_url(connection: Connection) -> str | None:
     """Return the connection's base URL without user name or password, or ``None`` if it has none valid."""
     try:
-        return redact_url(base_url_of(connection))
+        shown = redact_url(base_url_of(connection))
     except WhatsInfinityError:
         return None
+    query = _query_of(shown)
+    return shown[: -len(query)] if query else shown
 
 
 # --- Clients ---------------------------------------------------------------------------------------
@@ -289,12 +390,12 @@ def _status_json(status: SessionStatus) -> dict[str, Any]:
     }
 
 
-async def _row(connection: Connection, slots: asyncio.Semaphore) -> dict[str, Any]:
+async def _row(stored: StoredConnection, slots: asyncio.Semaphore) -> dict[str, Any]:
     """Check one connection's session; any failure is told in the row's ``error``, never raised."""
     row: dict[str, Any] = {
-        "connId": connection.conn_id,
-        "baseUrl": _shown_base_url(connection),
-        "sessionId": (connection.login or "").strip() or None,
+        "connId": stored.conn_id,
+        "baseUrl": None,
+        "sessionId": None,
         "status": None,
         "isReady": False,
         "hasQR": False,
@@ -304,6 +405,12 @@ async def _row(connection: Connection, slots: asyncio.Semaphore) -> dict[str, An
         "warning": None,
         "error": None,
     }
+    connection = stored.connection
+    if connection is None:
+        row["error"] = f"cannot read the connection from Airflow's database: {stored.unreadable}"
+        return row
+    row["baseUrl"] = _shown_base_url(connection)
+    row["sessionId"] = (connection.login or "").strip() or None
     secrets = _secrets_of(connection)
     try:
         async with slots:
@@ -332,8 +439,18 @@ def create_app() -> FastAPI:
 
     # The path parameter is named ``connection_id`` so that Airflow's check sees which connection.
     can_read = [Depends(requires_access_connection(method="GET"))]
+
+    async def may_edit_the_connection(request: Request, user: Any = Depends(get_user)) -> None:  # noqa: B008
+        # As Airflow's requires_access_connection("PUT"), which on 3.2+ would read the team from a
+        # JSON body (answering 400 to a body-less QR request) when Airflow runs with teams.
+        conn_id = request.path_params.get("connection_id")
+        stored = await asyncio.to_thread(_team_of, conn_id)
+        details = _connection_details(conn_id, stored)
+        if not get_auth_manager().is_authorized_connection(method="PUT", details=details, user=user):
+            raise StarletteHTTPException(403, "Forbidden")
+
     # Changes also refuse what another site may have forged in a signed-in user's browser.
-    can_edit = [Depends(requires_access_connection(method="PUT")), Depends(refuse_cross_site)]
+    can_edit = [Depends(may_edit_the_connection), Depends(refuse_cross_site)]
     app = FastAPI(
         title="WhatsInfinity sessions",
         description="The sessions of the WhatsInfinity connections stored in Airflow.",
@@ -385,11 +502,18 @@ def create_app() -> FastAPI:
         )
 
     @app.get("/api/sessions", dependencies=can_read)
-    async def list_sessions() -> list[dict[str, Any]]:
-        """List every ``whatsinfinity`` connection with its session's status, or what went wrong."""
-        connections = await asyncio.to_thread(_stored_connections)
+    async def list_sessions(user: Any = Depends(get_user)) -> list[dict[str, Any]]:  # noqa: B008
+        """List every ``whatsinfinity`` connection the user may read, with its session's status."""
+        try:
+            stored = await asyncio.to_thread(_stored_connections)
+            stored = await asyncio.to_thread(_readable_by, user, stored)
+        except Exception as error:
+            log.warning("WhatsInfinity console: cannot list connections: %s", type(error).__name__)
+            raise ConsoleError(
+                503, f"Cannot read Airflow's connections: {type(error).__name__}", ""
+            ) from None
         slots = asyncio.Semaphore(MAX_CONCURRENT_CHECKS)
-        return list(await asyncio.gather(*(_row(connection, slots) for connection in connections)))
+        return list(await asyncio.gather(*(_row(each, slots) for each in stored)))
 
     @app.get("/api/sessions/{connection_id}/qr", dependencies=can_edit)
     async def qr(connection_id: str) -> Response:

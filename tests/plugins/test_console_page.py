@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import sqlite3
 import uuid
 from typing import TYPE_CHECKING, Any
 
@@ -12,6 +13,7 @@ import httpx
 from airflow_provider_whatsinfinity.plugins.console_page import CSRF_HEADER, CSRF_HEADER_VALUE
 from tests.airflow_api_server import running_api_server
 from tests.common import KEY
+from tests.plugins.auth_manager import PRIVATE_PREFIX
 
 if TYPE_CHECKING:
     import pytest
@@ -137,6 +139,19 @@ def test_changes_by_cookie_need_the_consoles_header(airflow_server, whatsinfinit
     assert not _session_exists(whatsinfinity_emulator, session)
 
 
+def test_a_cookie_with_any_authorization_header_still_needs_the_consoles_header(
+    airflow_server, whatsinfinity_emulator
+):
+    # A proxy's Basic or Negotiate credentials, which a browser adds by itself, or a header that is
+    # no valid bearer token: Airflow then signs the request in by the cookie.
+    session, conn_id = _session_on_emulator(whatsinfinity_emulator, airflow_server)
+    for authorization in ("Basic dXNlcjpwYXNz", "Bearer", "", f"Bearer {airflow_server.tokens['viewer']}"):
+        with _by_cookie(airflow_server, "admin", Authorization=authorization) as forged:
+            answer = forged.post(f"{API}/{conn_id}/delete")
+        assert answer.status_code in (401, 403), (authorization, answer.text)
+    assert _session_exists(whatsinfinity_emulator, session)
+
+
 def test_changes_from_another_site_are_refused_whoever_signs_in(airflow_server, whatsinfinity_emulator):
     session, conn_id = _session_on_emulator(whatsinfinity_emulator, airflow_server)
     cross_site = {"Sec-Fetch-Site": "cross-site", CSRF_HEADER: CSRF_HEADER_VALUE}
@@ -157,19 +172,86 @@ def test_a_reader_still_may_not_change_with_the_consoles_header(airflow_server, 
     assert _session_exists(whatsinfinity_emulator, session)
 
 
-def test_loaded_once_where_airflow_also_reads_providers_plugins(tmp_path_factory: pytest.TempPathFactory):
+def test_eager_providers_and_teams(tmp_path_factory: pytest.TempPathFactory, whatsinfinity_emulator):
+    """
+    With ``lazy_discover_providers = False`` the plugin is loaded once, with no import error; with
+    ``multi_team`` (3.2+; ignored before) the QR and the body-less actions still work.
+    """
+    session = f"s{uuid.uuid4().hex[:10]}"
+    whatsinfinity_emulator.create_session(session, KEY)
     home = tmp_path_factory.mktemp("airflow-eager-providers")
     with running_api_server(
         home,
         AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS="True",
         AIRFLOW__CORE__LAZY_DISCOVER_PROVIDERS="False",
+        AIRFLOW__CORE__MULTI_TEAM="True",
     ) as (url, _):
         token = httpx.get(f"{url}/auth/token", timeout=30).json()["access_token"]
         with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {token}"}, timeout=60) as admin:
             plugins = admin.get("/api/v2/plugins").json()["plugins"]
             errors = admin.get("/api/v2/plugins/importErrors")
+            body = {"connection_id": "wi_teams", "conn_type": "whatsinfinity", "login": session}
+            added = admin.post(
+                "/api/v2/connections", json={**body, "host": whatsinfinity_emulator.url, "password": KEY}
+            )
+            assert added.status_code == 201, added.text
             sessions = admin.get(API)
+            qr = admin.get(f"{API}/wi_teams/qr")
+            created = admin.post(f"{API}/wi_teams/create")
     assert [plugin["name"] for plugin in plugins].count("whatsinfinity_console") == 1
     if errors.status_code == 200:  # Airflow 3.1+ lists plugin import errors
         assert errors.json()["import_errors"] == []
     assert sessions.status_code == 200, sessions.text
+    assert (qr.status_code, qr.headers["content-type"]) == (200, "image/png"), qr.text
+    assert created.status_code == 409, created.text  # the service's answer: it exists already
+
+
+def test_a_reader_sees_only_the_connections_they_may_read(airflow_server, whatsinfinity_emulator):
+    session = f"s{uuid.uuid4().hex[:10]}"
+    whatsinfinity_emulator.create_session(session, KEY, link=True)
+    public_id = _add_connection(airflow_server, whatsinfinity_emulator.url, session, KEY)
+    private_id = f"{PRIVATE_PREFIX}{uuid.uuid4().hex[:8]}"
+    body = {"connection_id": private_id, "conn_type": "whatsinfinity", "login": session, "password": KEY}
+    with airflow_server.client("admin") as admin:
+        assert admin.post("/api/v2/connections", json={**body, "host": whatsinfinity_emulator.url}).is_success
+        as_admin = {row["connId"] for row in admin.get(API).json()}
+    with airflow_server.client("viewer") as viewer:
+        assert viewer.get(f"/api/v2/connections/{private_id}").status_code == 403
+        as_viewer = {row["connId"] for row in viewer.get(API).json()}
+    assert {public_id, private_id} <= as_admin
+    assert public_id in as_viewer
+    assert private_id not in as_viewer
+
+
+def test_a_token_in_the_base_urls_query_is_never_shown(airflow_server, whatsinfinity_emulator):
+    session, _ = _session_on_emulator(whatsinfinity_emulator, airflow_server)
+    secret = "S3cr3tQueryT0ken"
+    conn_id = _add_connection(airflow_server, f"{whatsinfinity_emulator.url}/?token={secret}", session, KEY)
+    with airflow_server.client("viewer") as viewer:
+        listed = viewer.get(API)
+    row = {row["connId"]: row for row in listed.json()}[conn_id]
+    assert secret not in listed.text
+    assert row["baseUrl"] is None or "?" not in row["baseUrl"], row
+
+
+def test_a_connection_that_cannot_be_read_shows_on_its_own_row(airflow_server, whatsinfinity_emulator):
+    _, good_id = _session_on_emulator(whatsinfinity_emulator, airflow_server)
+    _, broken_id = _session_on_emulator(whatsinfinity_emulator, airflow_server)
+    # As if encrypted with another Fernet key: the password cannot be decrypted.
+    database = airflow_server.env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"].removeprefix("sqlite:///")
+    with sqlite3.connect(database) as db:
+        db.execute(
+            "UPDATE connection SET password = ?, is_encrypted = 1 WHERE conn_id = ?",
+            ("gAAAAA-not-a-fernet-token", broken_id),
+        )
+    with airflow_server.client("admin") as admin:
+        listed = admin.get(API)
+        action = admin.post(f"{API}/{broken_id}/create")
+    assert listed.status_code == 200, listed.text
+    rows = {row["connId"]: row for row in listed.json()}
+    assert rows[good_id]["error"] is None
+    assert rows[good_id]["status"] == "active"
+    assert rows[broken_id]["error"] == "cannot read the connection from Airflow's database: InvalidToken"
+    assert action.status_code == 500
+    assert action.json()["error"] == f"Cannot read connection {broken_id!r}: InvalidToken"
+    assert "Traceback" not in listed.text + action.text

@@ -38,6 +38,12 @@ T = TypeVar("T")
 START_TIMEOUT = 120.0
 #: The components started besides the api-server, each by ``airflow <component>``.
 COMPONENTS = ("scheduler", "dag-processor", "triggerer")
+#: What the triggerer logs when a trigger ends in error or without an event (Airflow 3.0 to 3.3).
+TRIGGER_ENDED = (
+    "exited with error",
+    "Trigger exited without sending an event",
+    "Trigger runner process has died",
+)
 
 
 @dataclass
@@ -61,10 +67,26 @@ class AirflowDeployment:
     secrets: tuple[str, ...] = field(default=())
 
     def assert_running(self) -> None:
-        """Fail at once when a component has exited: waiting on would only time out."""
+        """Fail at once when a component has exited or a trigger has ended: waiting would only time out."""
+        # The trigger first: when its failure takes the triggerer down, it is the cause worth naming.
+        log = self.logs.get("triggerer")
+        if log is not None and log.exists():
+            lines = log.read_text(errors="replace").splitlines()
+            ended = [line for line in lines if any(marker in line for marker in TRIGGER_ENDED)]
+            if ended:
+                first_error = next((line for line in lines if "error" in line.lower()), ended[0])
+                pytest.fail(
+                    "A trigger ended, which an asset watcher's never should: "
+                    f"{self._hide(ended[0])[:500]}\nFirst error: {self._hide(first_error)[:700]}"
+                )
         for name, process in self.processes.items():
             if process.poll() is not None:
                 pytest.fail(f"airflow {name} exited with {process.returncode}; its log is below")
+
+    def _hide(self, text: str) -> str:
+        for secret in self.secrets:
+            text = text.replace(secret, "***")
+        return text
 
     def client(self) -> httpx.Client:
         """Return an HTTP client for the REST API, logged in as ``admin``."""
@@ -80,10 +102,7 @@ class AirflowDeployment:
         for task_log in sorted((self.home / "logs").glob("dag_id=*/**/*.log")):
             relative = task_log.relative_to(self.home / "logs")
             parts.append(f"--- task log {relative} ---\n{tail(task_log, lines // 2)}")
-        text = "\n".join(parts)
-        for secret in self.secrets:
-            text = text.replace(secret, "***")
-        return text
+        return self._hide("\n".join(parts))
 
     @contextlib.contextmanager
     def logs_on_failure(self) -> Iterator[None]:

@@ -8,7 +8,12 @@ compares version numbers.
 
 from __future__ import annotations
 
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+T = TypeVar("T")
 
 try:
     from airflow.sdk.exceptions import (
@@ -83,6 +88,7 @@ __all__ = [
     "needs_airflow",
     "read_task_variable",
     "redact",
+    "run_blocking",
     "task_instance_state",
     "write_task_variable",
 ]
@@ -138,17 +144,33 @@ async def aget_connection(hook: Any, conn_id: str) -> Any:
     """
     Return a connection from async code: ``hook.aget_connection`` where Airflow has it (3.1+).
 
-    Airflow 3.0 has only the blocking lookup, run here in a thread so that the event loop (the
-    triggerer's) is never blocked.
+    Airflow 3.0 has only the blocking lookup, run through :func:`run_blocking` so that the event loop
+    (the triggerer's) is never blocked.
 
     :param hook: The hook asking.
     :param conn_id: The connection's ID.
     """
     if hasattr(hook, "aget_connection"):
         return await hook.aget_connection(conn_id)
-    import asyncio
+    return await run_blocking(hook.get_connection, conn_id)
 
-    return await asyncio.to_thread(hook.get_connection, conn_id)
+
+async def run_blocking(function: Callable[..., T], *args: Any) -> T:
+    """
+    Run a blocking call from async code, where Task SDK calls work from a triggerer too.
+
+    Airflow 3.0's triggerer answers Task SDK calls (a connection lookup, ``mask_secret``) through
+    asgiref's ``async_to_sync`` bound to its event loop: called on that loop they fail ("You cannot
+    use AsyncToSync in the same thread as an async event loop"), and from a thread of
+    ``asyncio.to_thread`` they fail too (a future "attached to a different loop", then the trigger
+    runner dies). asgiref's ``sync_to_async`` is the way that works on every Airflow 3.
+
+    :param function: The blocking callable.
+    :param args: Its arguments.
+    """
+    from asgiref.sync import sync_to_async
+
+    return await sync_to_async(function)(*args)
 
 
 # --- Airflow Variables read and written strictly, for the delivery record where task_state_store is

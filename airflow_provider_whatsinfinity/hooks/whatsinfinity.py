@@ -7,7 +7,13 @@ from functools import cached_property
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
-from airflow_provider_whatsinfinity._compat import BaseHook, aget_connection, mask_secret, redact
+from airflow_provider_whatsinfinity._compat import (
+    BaseHook,
+    aget_connection,
+    mask_secret,
+    redact,
+    run_blocking,
+)
 from airflow_provider_whatsinfinity.client import AsyncWhatsInfinityClient, RetrySettings, WhatsInfinityClient
 from airflow_provider_whatsinfinity.exceptions import ValidationError, WhatsInfinityError
 from airflow_provider_whatsinfinity.get_provider_info import CONN_FIELDS, UI_FIELD_BEHAVIOUR
@@ -133,7 +139,9 @@ class WhatsInfinityHook(BaseHook):
         """Return the asyncio client, built from the connection on first use and reused after that."""
         if self._async_client is None:
             connection = await aget_connection(self, self.whatsinfinity_conn_id)
-            self._async_client = AsyncWhatsInfinityClient(**self._client_params(connection))
+            # It masks the key: a Task SDK call, which a triggerer on Airflow 3.0 takes only this way.
+            params = await run_blocking(self._client_params, connection)
+            self._async_client = AsyncWhatsInfinityClient(**params)
         return self._async_client
 
     def close(self) -> None:

@@ -256,7 +256,7 @@ def test_admin_links_a_session_from_the_console(
     try:
         _sign_in(page, deployment, "admin")
         console = _open_console(page, deployment)
-        row = console.locator(f'#sessions tr[data-conn-id="{conn_id}"]')
+        row = console.locator(f'#sessions tbody[data-conn-id="{conn_id}"]')
         expect(console.locator("#user")).to_have_text("admin")
         # Airflow 3.1+ signs the page in by its _token cookie; 3.0's UI keeps the token in
         # localStorage, which a navigation cannot carry: the console's sign-in page (401) hands it over
@@ -300,17 +300,14 @@ def test_admin_links_a_session_from_the_console(
             expect(row.locator(".result")).to_have_text("")
 
         # 5. Pairing code: the emulator gives one only to a session not linked; wipe its link first.
-        # "Restart with wipe" asks window.confirm, which Airflow 3.1+'s iframe (sandboxed without
-        # allow-modals) silently answers "no": test_confirmations_inside_the_airflow_ui shows that bug.
-        # Here the user goes on in the page at its own URL, where a confirmation can be asked.
-        if console is not page:
-            page.goto(f"{deployment.url}{CONSOLE}")
-            console = page
-            row = page.locator(f'#sessions tr[data-conn-id="{conn_id}"]')
-            expect(row).to_have_attribute("data-status", "active")
+        # The page asks for confirmation itself: Airflow 3.1+'s iframe (sandboxed without
+        # allow-modals) would answer window.confirm "no" without asking.
         row.get_by_role("button", name="Restart with wipe").click()
+        expect(row.locator(".confirm")).to_contain_text(WIPE_QUESTION.format(conn_id=conn_id))
+        row.get_by_role("button", name="Yes, restart and wipe").click()
+        expect(row.locator(".confirm")).to_be_empty()
         expect(row.locator(".result")).to_have_text("Restarted: status qr.")
-        assert dialogs == [WIPE_QUESTION.format(conn_id=conn_id)]
+        assert dialogs == []
         expect(row).to_have_attribute("data-status", "qr")
         row.locator("input[name=phoneNumber]").fill(PHONE)
         row.get_by_role("button", name="Pairing code").click()
@@ -336,12 +333,6 @@ def test_admin_links_a_session_from_the_console(
 
 
 @pytest.mark.skipif(not _has_external_views(), reason="Airflow 3.0 shows no plugin page inside its UI")
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="BUG: Airflow 3.1+ draws external views in an iframe sandboxed without allow-modals, where "
-    "window.confirm() returns false without asking: Restart with wipe, Rotate key and Delete do nothing",
-)
 def test_confirmations_inside_the_airflow_ui(
     browser: Browser, deployment: Deployment, whatsinfinity_emulator: RunningEmulator, artifacts: Path
 ) -> None:
@@ -356,14 +347,20 @@ def test_confirmations_inside_the_airflow_ui(
     try:
         _sign_in(page, deployment, "admin")
         console = _open_console(page, deployment)
-        row = console.locator(f'#sessions tr[data-conn-id="{conn_id}"]')
+        row = console.locator(f'#sessions tbody[data-conn-id="{conn_id}"]')
         expect(row).to_have_attribute("data-status", "active")
+        # Airflow 3.1+ draws the page in an iframe sandboxed without allow-modals, where window.confirm
+        # answers "no" without asking: the page asks in itself. Cancel first, then confirm.
         row.get_by_role("button", name="Restart with wipe").click()
-        page.wait_for_timeout(1_000)
+        expect(row.locator(".confirm")).to_contain_text(WIPE_QUESTION.format(conn_id=conn_id))
         _shot(page, artifacts, "console-confirm-in-airflow-ui.png")
-        # Chromium's console says why: "Ignored call to 'confirm()'. The document is sandboxed, and the
-        # 'allow-modals' keyword is not set."
-        assert dialogs == [WIPE_QUESTION.format(conn_id=conn_id)], f"no confirmation asked: {said}"
+        row.get_by_role("button", name="Cancel").click()
+        expect(row.locator(".confirm")).to_be_empty()
+        page.wait_for_timeout(REFRESH + 1_000)
+        expect(row).to_have_attribute("data-status", "active")  # cancelled: nothing was restarted
+        row.get_by_role("button", name="Restart with wipe").click()
+        row.get_by_role("button", name="Yes, restart and wipe").click()
+        assert dialogs == [], f"a dialog was opened: {dialogs} {said}"
         expect(row.locator(".result")).to_have_text("Restarted: status qr.")
         expect(row).to_have_attribute("data-status", "qr")
     finally:
@@ -371,12 +368,6 @@ def test_confirmations_inside_the_airflow_ui(
 
 
 @pytest.mark.skipif(not _has_external_views(), reason="Airflow 3.0 shows no plugin page inside its UI")
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="BUG: Airflow 3.1+ draws external views in an iframe sandboxed without allow-top-navigation: "
-    "the console's 'Sign in again' link (target _top) and its sign-in page's window.top redirect are blocked",
-)
 def test_sign_in_again_inside_the_airflow_ui(
     browser: Browser, deployment: Deployment, whatsinfinity_emulator: RunningEmulator, artifacts: Path
 ) -> None:
@@ -390,17 +381,21 @@ def test_sign_in_again_inside_the_airflow_ui(
     try:
         _sign_in(page, deployment, "admin")
         console = _open_console(page, deployment)
-        expect(console.locator(f'tr[data-conn-id="{conn_id}"]')).to_have_attribute("data-status", "active")
+        expect(console.locator(f'tbody[data-conn-id="{conn_id}"]')).to_have_attribute("data-status", "active")
         context.clear_cookies()  # as when the Airflow session ends (signed out, or the token expired)
         banner = console.locator("#banner")
         expect(banner).to_contain_text("Your Airflow session has ended.", timeout=REFRESH + 10_000)
         banner.get_by_role("link", name="Sign in again").click()
-        # Chromium: "Unsafe attempt to initiate navigation ... The frame attempting navigation of the
-        # top-level window is sandboxed, but the flag of 'allow-top-navigation' ... is not set."
-        page.wait_for_timeout(1_000)
+        # In the frame: Airflow 3.1+'s iframe is sandboxed without allow-top-navigation, so the page
+        # signs in where it is drawn, and Airflow's sign-in sends it back to the console.
+        frame = page.frame_locator("iframe")
+        frame.locator("input[name=username]").fill("admin")
+        frame.locator("input[name=password]").fill(deployment.passwords["admin"])
+        frame.get_by_role("button", name="Sign in").click()
+        expect(frame.locator(f'tbody[data-conn-id="{conn_id}"]')).to_have_attribute("data-status", "active")
+        expect(frame.locator("#banner")).to_be_hidden()
         _shot(page, artifacts, "console-sign-in-again-in-airflow-ui.png")
-        blocked = [text for text in said if "navigat" in text]
-        assert "/auth/login" in page.url, f"still at {page.url}: {blocked}"
+        assert not [text for text in said if "Unsafe attempt to initiate navigation" in text], said
     finally:
         context.close()
 
@@ -419,7 +414,7 @@ def test_viewer_sees_statuses_and_nothing_to_act_with(
         # Airflow's login, which comes back to the console.
         _sign_in(page, deployment, "viewer", start=CONSOLE)
         expect(page).to_have_url(f"{deployment.url}{CONSOLE}")
-        row = page.locator(f'#sessions tr[data-conn-id="{conn_id}"]')
+        row = page.locator(f'#sessions tbody[data-conn-id="{conn_id}"]')
         expect(row).to_have_attribute("data-status", "qr")
         expect(page.locator("#user")).to_have_text("viewer")
         expect(page.locator("header")).to_contain_text("read only")
@@ -463,15 +458,16 @@ def test_readme_screenshot(
     try:
         _sign_in(page, deployment, "admin")
         page.goto(f"{deployment.url}{CONSOLE}")
-        expect(page.locator('tr[data-conn-id="whatsapp_alerts"]')).to_have_attribute("data-status", "active")
-        expect(page.locator('tr[data-conn-id="whatsapp_onboarding"] .qr img')).to_be_visible()
-        expect(page.locator('tr[data-conn-id="whatsapp_reports"] td[data-field=problem]')).to_contain_text(
+        expect(page.locator('tbody[data-conn-id="whatsapp_alerts"]')).to_have_attribute(
+            "data-status", "active"
+        )
+        expect(page.locator('tbody[data-conn-id="whatsapp_onboarding"] .qr img')).to_be_visible()
+        expect(page.locator('tbody[data-conn-id="whatsapp_reports"] td[data-field=problem]')).to_contain_text(
             "wrong API key"
         )
         page.wait_for_function("[...document.images].every((img) => img.complete && img.naturalWidth)")
         time.sleep(0.2)
-        # The whole page: its table is wider than 1200 px (about 1330), and the QR sits under the
-        # actions, so a 1200x500 view would cut off the Actions column and the last rows.
+        assert page.evaluate("document.documentElement.scrollWidth") <= 1200  # no column cut off
         page.screenshot(path=artifacts / "console-readme.png", animations="disabled", full_page=True)
     finally:
         context.close()

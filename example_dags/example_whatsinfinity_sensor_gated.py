@@ -79,10 +79,13 @@ with DAG(
     def draw_chart() -> str:
         """Draw this week's chart and return its URL."""
         context = get_current_context()
-        params, ds = context["params"], context["ds"]
+        params = context["params"]
+        # Not ds: a run triggered without a logical date (the UI's default, and every run of this
+        # unscheduled DAG) has none. Every run has the time it was due to run.
+        day = context["dag_run"].run_after.strftime("%Y-%m-%d")
         folder = Path(params["report_dir"])
         folder.mkdir(parents=True, exist_ok=True)
-        name = f"weekly-chart-{ds}.png"
+        name = f"weekly-chart-{day}.png"
         (folder / name).write_bytes(draw_bar_chart([3, 5, 4, 8, 6, 9, 7]))
         return f"{params['report_base_url'].rstrip('/')}/{name}"
 

@@ -61,13 +61,14 @@ class AirflowDeployment:
 
     url: str
     home: Path
-    token: str
+    # Neither shown in a repr: pytest prints the deployment's with a failure.
+    token: str = field(repr=False)
     logs: dict[str, Path]
     processes: dict[str, subprocess.Popen[bytes]]
-    secrets: tuple[str, ...] = field(default=())
+    secrets: tuple[str, ...] = field(default=(), repr=False)
 
     def assert_running(self) -> None:
-        """Fail at once when a component has exited or a trigger has ended: waiting would only time out."""
+        """Fail at once when a component has exited or a trigger has failed: waiting would only time out."""
         # The trigger first: when its failure takes the triggerer down, it is the cause worth naming.
         log = self.logs.get("triggerer")
         if log is not None and log.exists():
@@ -76,7 +77,7 @@ class AirflowDeployment:
             if ended:
                 first_error = next((line for line in lines if "error" in line.lower()), ended[0])
                 pytest.fail(
-                    "A trigger ended, which an asset watcher's never should: "
+                    "A trigger ended in error or without its event, or the trigger runner died: "
                     f"{self._hide(ended[0])[:500]}\nFirst error: {self._hide(first_error)[:700]}"
                 )
         for name, process in self.processes.items():

@@ -86,8 +86,11 @@ with DAG(
     def build_report() -> dict[str, Any]:
         """Write today's PDF report and return where it can be fetched."""
         context = get_current_context()
-        params, ds = context["params"], context["ds"]
-        day = datetime.strptime(ds, "%Y-%m-%d")
+        params, dag_run = context["params"], context["dag_run"]
+        # The day of the report: a run triggered without a logical date (the UI's default) has no ds,
+        # only the time it was due to run.
+        day = dag_run.logical_date or dag_run.run_after
+        ds = day.strftime("%Y-%m-%d")
         seed = int(day.strftime("%j"))
         rows = [
             ("orders", 1200 + seed * 7 % 300),

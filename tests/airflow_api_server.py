@@ -48,6 +48,42 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
     _signal_group(process, signal.SIGKILL)  # any worker left behind by the server
 
 
+def airflow_env(home: Path, **settings: str) -> dict[str, str]:
+    """
+    Return the environment of a throw-away Airflow: this one without its ``AIRFLOW*`` settings.
+
+    :param home: The ``AIRFLOW_HOME``, whose SQLite file is the metadata database.
+    :param settings: More environment variables.
+    """
+    env = {name: value for name, value in os.environ.items() if not name.startswith("AIRFLOW")}
+    env.update(
+        AIRFLOW_HOME=str(home),
+        AIRFLOW__DATABASE__SQL_ALCHEMY_CONN=f"sqlite:///{home}/airflow.db",
+        AIRFLOW__CORE__LOAD_EXAMPLES="False",
+        **settings,
+    )
+    return env
+
+
+def migrate_database(env: dict[str, str], home: Path) -> None:
+    """
+    Run ``airflow db migrate`` in ``home`` (not the repo: its *.egg-info would show entry points twice).
+
+    :param env: The environment, from :func:`airflow_env`.
+    :param home: The ``AIRFLOW_HOME``.
+    """
+    migrate = subprocess.run(
+        [sys.executable, "-m", "airflow", "db", "migrate"],
+        env=env,
+        cwd=home,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert migrate.returncode == 0, f"airflow db migrate failed:\n{migrate.stdout}\n{migrate.stderr}"
+
+
 @contextlib.contextmanager
 def running_api_server(home: Path, **settings: str) -> Iterator[tuple[str, dict[str, str]]]:
     """
@@ -58,24 +94,9 @@ def running_api_server(home: Path, **settings: str) -> Iterator[tuple[str, dict[
     :param home: The throw-away ``AIRFLOW_HOME``.
     :param settings: More environment variables, such as ``AIRFLOW__CORE__LOAD_EXAMPLES``.
     """
-    env = {name: value for name, value in os.environ.items() if not name.startswith("AIRFLOW")}
-    env.update(
-        AIRFLOW_HOME=str(home),
-        AIRFLOW__DATABASE__SQL_ALCHEMY_CONN=f"sqlite:///{home}/airflow.db",
-        AIRFLOW__CORE__LOAD_EXAMPLES="False",
-        **settings,
-    )
+    env = airflow_env(home, **settings)
     airflow = [sys.executable, "-m", "airflow"]
-    migrate = subprocess.run(
-        [*airflow, "db", "migrate"],
-        env=env,
-        cwd=home,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    assert migrate.returncode == 0, f"airflow db migrate failed:\n{migrate.stdout}\n{migrate.stderr}"
+    migrate_database(env, home)
 
     port = free_port()
     url = f"http://127.0.0.1:{port}"

@@ -27,7 +27,7 @@ import httpx
 import pytest
 
 from airflow_provider_whatsinfinity.emulator.process import free_port
-from tests.airflow_api_server import tail
+from tests.airflow_api_server import airflow_env, migrate_database, tail
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
@@ -115,6 +115,45 @@ class AirflowDeployment:
             raise
 
 
+class Observer:
+    """
+    What a deployment test reads: Airflow through its REST API, the session through the emulator.
+
+    :param deployment: The deployment.
+    :param api: A logged-in client of its REST API.
+    :param emulator: The emulator its connection points at.
+    """
+
+    def __init__(self, deployment: AirflowDeployment, api: httpx.Client, emulator: Any) -> None:
+        self.deployment = deployment
+        self.api = api
+        self.emulator = emulator
+
+    def get(self, path: str, **params: Any) -> Any:
+        """GET a REST API path and return its JSON, failing on any status but 200 or a component gone."""
+        self.deployment.assert_running()
+        answer = self.api.get(path, params=params)
+        assert answer.status_code == 200, f"GET {path}: {answer.status_code} {answer.text}"
+        return answer.json()
+
+    def unpause_once_parsed(self, dag_id: str) -> None:
+        """
+        Wait until the dag-processor has parsed the DAG without import errors, then unpause it.
+
+        :param dag_id: The DAG.
+        """
+
+        def parsed() -> bool:
+            errors = self.get("/api/v2/importErrors")["import_errors"]
+            assert not errors, f"The example does not import in the deployment: {errors}"
+            return self.api.get(f"/api/v2/dags/{dag_id}").status_code == 200
+
+        wait_for(f"the dag-processor to parse {dag_id}", parsed)
+        answer = self.api.patch(f"/api/v2/dags/{dag_id}", json={"is_paused": False})
+        assert answer.status_code == 200, f"Unpausing: {answer.status_code} {answer.text}"
+        assert answer.json()["is_paused"] is False
+
+
 def wait_for(what: str, probe: Callable[[], T | None], timeout: float = 90.0, interval: float = 1.0) -> T:
     """
     Call ``probe`` until it returns something truthy, and return that; fail after ``timeout`` seconds.
@@ -171,12 +210,9 @@ def running_deployment(
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     bin_dir = str(Path(sys.executable).parent)
-    env = {name: value for name, value in os.environ.items() if not name.startswith("AIRFLOW")}
-    env.update(
-        PATH=os.pathsep.join([bin_dir, env.get("PATH", "")]),
-        AIRFLOW_HOME=str(home),
-        AIRFLOW__DATABASE__SQL_ALCHEMY_CONN=f"sqlite:///{home}/airflow.db",
-        AIRFLOW__CORE__LOAD_EXAMPLES="False",
+    env = airflow_env(
+        home,
+        PATH=os.pathsep.join([bin_dir, os.environ.get("PATH", "")]),
         AIRFLOW__CORE__DAGS_FOLDER=str(dags_folder),
         AIRFLOW__CORE__EXECUTOR="LocalExecutor",
         AIRFLOW__CORE__PARALLELISM="4",
@@ -193,16 +229,7 @@ def running_deployment(
         **settings,
     )
     airflow = [sys.executable, "-m", "airflow"]
-    migrate = subprocess.run(
-        [*airflow, "db", "migrate"],
-        env=env,
-        cwd=home,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    assert migrate.returncode == 0, f"airflow db migrate failed:\n{migrate.stdout}\n{migrate.stderr}"
+    migrate_database(env, home)
 
     commands = {
         "api-server": ["api-server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],

@@ -30,11 +30,10 @@ import pytest
 
 from tests.common import KEY, PHONE, SESSION, connection_json
 from tests.deployment.airflow_deployment import AirflowDeployment, running_deployment, wait_for
+from tests.deployment.airflow_deployment import Observer as DeploymentObserver
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
-
-    import httpx
 
     from airflow_provider_whatsinfinity.emulator import RunningEmulator
 
@@ -76,26 +75,8 @@ def deployment(tmp_path: Path, whatsinfinity_emulator: RunningEmulator) -> Itera
         yield running
 
 
-class Observer:
-    """
-    What the test reads: the run and its tasks from Airflow; checks and the outbox from the emulator.
-
-    :param deployment: The deployment.
-    :param api: A logged-in client of its REST API.
-    :param emulator: The emulator its connection points at.
-    """
-
-    def __init__(self, deployment: AirflowDeployment, api: httpx.Client, emulator: RunningEmulator) -> None:
-        self.deployment = deployment
-        self.api = api
-        self.emulator = emulator
-
-    def get(self, path: str, **params: Any) -> Any:
-        """GET a REST API path and return its JSON, failing on any status but 200 or a component gone."""
-        self.deployment.assert_running()
-        answer = self.api.get(path, params=params)
-        assert answer.status_code == 200, f"GET {path}: {answer.status_code} {answer.text}"
-        return answer.json()
+class Observer(DeploymentObserver):
+    """What the test reads: the run and its tasks from Airflow; checks and the outbox from the emulator."""
 
     def run(self, run_id: str) -> dict[str, Any]:
         """The DAG run."""
@@ -127,15 +108,7 @@ def test_deferred_sensor_waits_in_the_triggerer_then_the_sends_go_out_once(
     with deployment.client() as api, deployment.logs_on_failure():
         seen = Observer(deployment, api, emulator)
 
-        def parsed() -> bool:
-            errors = seen.get("/api/v2/importErrors")["import_errors"]
-            assert not errors, f"The example does not import in the deployment: {errors}"
-            return api.get(f"/api/v2/dags/{DAG_ID}").status_code == 200
-
-        wait_for(f"the dag-processor to parse {DAG_ID}", parsed)
-        answer = api.patch(f"/api/v2/dags/{DAG_ID}", json={"is_paused": False})
-        assert answer.status_code == 200, f"Unpausing: {answer.status_code} {answer.text}"
-        assert answer.json()["is_paused"] is False
+        seen.unpause_once_parsed(DAG_ID)
         conf = {"recipient": PHONE, "report_dir": str(folder), "report_base_url": base_url}
         answer = api.post(f"/api/v2/dags/{DAG_ID}/dagRuns", json={"logical_date": None, "conf": conf})
         assert answer.status_code == 200, f"Triggering: {answer.status_code} {answer.text}"

@@ -25,11 +25,10 @@ import pytest
 
 from tests.common import KEY, SESSION, connection_json
 from tests.deployment.airflow_deployment import AirflowDeployment, running_deployment, wait_for
+from tests.deployment.airflow_deployment import Observer as DeploymentObserver
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
-
-    import httpx
 
     from airflow_provider_whatsinfinity.emulator import RunningEmulator
 
@@ -82,26 +81,8 @@ def deployment(tmp_path: Path, whatsinfinity_emulator: RunningEmulator) -> Itera
         yield running
 
 
-class Observer:
-    """
-    What the test reads: runs, tasks and asset events from Airflow; checks and the outbox from the emulator.
-
-    :param deployment: The deployment.
-    :param api: A logged-in client of its REST API.
-    :param emulator: The emulator its connection points at.
-    """
-
-    def __init__(self, deployment: AirflowDeployment, api: httpx.Client, emulator: RunningEmulator) -> None:
-        self.deployment = deployment
-        self.api = api
-        self.emulator = emulator
-
-    def get(self, path: str, **params: Any) -> Any:
-        """GET a REST API path and return its JSON, failing on any status but 200 or a component gone."""
-        self.deployment.assert_running()
-        answer = self.api.get(path, params=params)
-        assert answer.status_code == 200, f"GET {path}: {answer.status_code} {answer.text}"
-        return answer.json()
+class Observer(DeploymentObserver):
+    """What the test reads: runs, tasks and asset events from Airflow; checks and outbox from the emulator."""
 
     def runs(self) -> list[dict[str, Any]]:
         """The DAG's runs, oldest first."""
@@ -192,15 +173,7 @@ def test_one_run_per_session_change_none_while_it_holds(
         seen = Observer(deployment, api, emulator)
 
         # 1. Deployed and unpaused: the trigger checks the ready session; a baseline is not a change.
-        def parsed() -> bool:
-            errors = seen.get("/api/v2/importErrors")["import_errors"]
-            assert not errors, f"The example does not import in the deployment: {errors}"
-            return api.get(f"/api/v2/dags/{DAG_ID}").status_code == 200
-
-        wait_for(f"the dag-processor to parse {DAG_ID}", parsed)
-        answer = api.patch(f"/api/v2/dags/{DAG_ID}", json={"is_paused": False})
-        assert answer.status_code == 200, f"Unpausing: {answer.status_code} {answer.text}"
-        assert answer.json()["is_paused"] is False
+        seen.unpause_once_parsed(DAG_ID)
         wait_for("the trigger's baseline and two more checks", lambda: seen.checks() >= 3)
         phase("trigger polling")
         seen.hold(runs=0, events=0)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -35,6 +36,15 @@ class AirflowServer:
     env: dict[str, str]
     tokens: dict[str, str]
     log: Path
+
+    def add_connection(self, host: str, login: str, password: str) -> str:
+        """Store a ``whatsinfinity`` connection through the REST API as admin; return its new ID."""
+        conn_id = f"wi_{uuid.uuid4().hex[:8]}"
+        body = {"connection_id": conn_id, "conn_type": "whatsinfinity", "host": host, "login": login}
+        with self.client("admin") as admin:
+            answer = admin.post("/api/v2/connections", json={**body, "password": password})
+        assert answer.status_code == 201, answer.text
+        return conn_id
 
     def client(self, user: str | None) -> httpx.Client:
         """An HTTP client for the server, logged in as ``user`` (anonymous for ``None``)."""

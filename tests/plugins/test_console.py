@@ -23,16 +23,6 @@ ACTIONS = ["create", "restart", "pairing-code", "rotate-key", "delete"]
 BODIES: dict[str, Any] = {"restart": {"wipe": False}, "pairing-code": {"phoneNumber": PHONE}}
 
 
-def _add_connection(server: AirflowServer, host: str, login: str, password: str) -> str:
-    """Store a whatsinfinity connection through the REST API as admin; return its ID."""
-    conn_id = f"wi_{uuid.uuid4().hex[:8]}"
-    body = {"connection_id": conn_id, "conn_type": "whatsinfinity", "host": host, "login": login}
-    with server.client("admin") as admin:
-        answer = admin.post("/api/v2/connections", json={**body, "password": password})
-    assert answer.status_code == 201, answer.text
-    return conn_id
-
-
 def _rows(server: AirflowServer) -> dict[str, dict[str, Any]]:
     with server.client("admin") as admin:
         answer = admin.get(API)
@@ -68,7 +58,7 @@ def test_anonymous_is_refused(airflow_server):
 def test_viewer_may_list_but_not_see_qr_nor_change(airflow_server, whatsinfinity_emulator):
     session = _session_id()
     whatsinfinity_emulator.create_session(session, KEY)
-    conn_id = _add_connection(airflow_server, whatsinfinity_emulator.url, session, KEY)
+    conn_id = airflow_server.add_connection(whatsinfinity_emulator.url, session, KEY)
     with airflow_server.client("viewer") as viewer:
         listed = viewer.get(API)
         assert listed.status_code == 200, listed.text
@@ -94,11 +84,11 @@ def test_list_shows_each_sessions_state_and_errors_on_their_own_rows(airflow_ser
     url = whatsinfinity_emulator.url
     wrong_key = "not-the-session-api-key-at-all"
     nowhere = f"http://user:url-secret-pw@127.0.0.1:{free_port()}"
-    ok_id = _add_connection(airflow_server, url, good, KEY)
-    waiting_id = _add_connection(airflow_server, url, other, KEY)
-    wrong_id = _add_connection(airflow_server, url, good, wrong_key)
-    unknown_id = _add_connection(airflow_server, url, _session_id(), KEY)
-    down_id = _add_connection(airflow_server, nowhere, good, KEY)
+    ok_id = airflow_server.add_connection(url, good, KEY)
+    waiting_id = airflow_server.add_connection(url, other, KEY)
+    wrong_id = airflow_server.add_connection(url, good, wrong_key)
+    unknown_id = airflow_server.add_connection(url, _session_id(), KEY)
+    down_id = airflow_server.add_connection(nowhere, good, KEY)
 
     with airflow_server.client("admin") as admin:
         answer = admin.get(API)
@@ -138,13 +128,13 @@ def test_slow_sessions_are_checked_at_once_each_within_its_bound(airflow_server,
     url = whatsinfinity_emulator.url
     fast = _session_id()
     whatsinfinity_emulator.create_session(fast, KEY, link=True)
-    fast_id = _add_connection(airflow_server, url, fast, KEY)
+    fast_id = airflow_server.add_connection(url, fast, KEY)
     slow_ids = []
     for _ in range(3):
         slow = _session_id()
         whatsinfinity_emulator.create_session(slow, KEY, link=True)
         whatsinfinity_emulator.add_fault(f"/check-session/{slow}", "delay", seconds=CHECK_TIMEOUT + 20)
-        slow_ids.append(_add_connection(airflow_server, url, slow, KEY))
+        slow_ids.append(airflow_server.add_connection(url, slow, KEY))
 
     started = time.monotonic()
     rows = _rows(airflow_server)
@@ -162,7 +152,7 @@ def test_slow_sessions_are_checked_at_once_each_within_its_bound(airflow_server,
 def test_qr_is_the_emulators_current_qr(airflow_server, whatsinfinity_emulator):
     session = _session_id()
     whatsinfinity_emulator.create_session(session, KEY)
-    conn_id = _add_connection(airflow_server, whatsinfinity_emulator.url, session, KEY)
+    conn_id = airflow_server.add_connection(whatsinfinity_emulator.url, session, KEY)
     with airflow_server.client("admin") as admin:
         answer = admin.get(f"{API}/{conn_id}/qr")
     assert answer.status_code == 200, answer.text
@@ -174,7 +164,7 @@ def test_qr_is_the_emulators_current_qr(airflow_server, whatsinfinity_emulator):
 def test_actions_and_key_rotation(airflow_server, whatsinfinity_emulator):
     session = _session_id()
     url = whatsinfinity_emulator.url
-    conn_id = _add_connection(airflow_server, url, session, KEY)
+    conn_id = airflow_server.add_connection(url, session, KEY)
     bodies = []
     with airflow_server.client("admin") as admin:
         created = admin.post(f"{API}/{conn_id}/create")
@@ -207,7 +197,7 @@ def test_actions_and_key_rotation(airflow_server, whatsinfinity_emulator):
 
 def test_errors_are_json_with_the_services_request_id(airflow_server, whatsinfinity_emulator):
     session = _session_id()
-    conn_id = _add_connection(airflow_server, whatsinfinity_emulator.url, session, KEY)
+    conn_id = airflow_server.add_connection(whatsinfinity_emulator.url, session, KEY)
     with airflow_server.client("admin") as admin:
         missing = admin.get(f"{API}/{conn_id}/qr")
         assert missing.status_code == 404

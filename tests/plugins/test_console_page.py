@@ -25,15 +25,6 @@ API = "/whatsinfinity/api/sessions"
 SIGN_IN = "/api/v2/auth/login?next=%2Fwhatsinfinity%2F"
 
 
-def _add_connection(server: AirflowServer, host: str, login: str, password: str) -> str:
-    conn_id = f"wi_{uuid.uuid4().hex[:8]}"
-    body = {"connection_id": conn_id, "conn_type": "whatsinfinity", "host": host, "login": login}
-    with server.client("admin") as admin:
-        answer = admin.post("/api/v2/connections", json={**body, "password": password})
-    assert answer.status_code == 201, answer.text
-    return conn_id
-
-
 def _by_cookie(server: AirflowServer, user: str, **headers: str) -> httpx.Client:
     """A client signed in as a browser is: the token in Airflow's ``_token`` cookie, no header."""
     return httpx.Client(
@@ -51,7 +42,7 @@ def _config(page: httpx.Response) -> dict[str, Any]:
 def _session_on_emulator(emulator: Any, server: AirflowServer) -> tuple[str, str]:
     session = f"s{uuid.uuid4().hex[:10]}"
     emulator.create_session(session, KEY, link=True)
-    return session, _add_connection(server, emulator.url, session, KEY)
+    return session, server.add_connection(emulator.url, session, KEY)
 
 
 def _session_exists(emulator: Any, session: str) -> bool:
@@ -209,7 +200,7 @@ def test_eager_providers_and_teams(tmp_path_factory: pytest.TempPathFactory, wha
 def test_a_reader_sees_only_the_connections_they_may_read(airflow_server, whatsinfinity_emulator):
     session = f"s{uuid.uuid4().hex[:10]}"
     whatsinfinity_emulator.create_session(session, KEY, link=True)
-    public_id = _add_connection(airflow_server, whatsinfinity_emulator.url, session, KEY)
+    public_id = airflow_server.add_connection(whatsinfinity_emulator.url, session, KEY)
     private_id = f"{PRIVATE_PREFIX}{uuid.uuid4().hex[:8]}"
     body = {"connection_id": private_id, "conn_type": "whatsinfinity", "login": session, "password": KEY}
     with airflow_server.client("admin") as admin:
@@ -226,7 +217,7 @@ def test_a_reader_sees_only_the_connections_they_may_read(airflow_server, whatsi
 def test_a_token_in_the_base_urls_query_is_never_shown(airflow_server, whatsinfinity_emulator):
     session, _ = _session_on_emulator(whatsinfinity_emulator, airflow_server)
     secret = "S3cr3tQueryT0ken"
-    conn_id = _add_connection(airflow_server, f"{whatsinfinity_emulator.url}/?token={secret}", session, KEY)
+    conn_id = airflow_server.add_connection(f"{whatsinfinity_emulator.url}/?token={secret}", session, KEY)
     with airflow_server.client("viewer") as viewer:
         listed = viewer.get(API)
     row = {row["connId"]: row for row in listed.json()}[conn_id]

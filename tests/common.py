@@ -106,11 +106,18 @@ def captured_logs(*loggers: str) -> Iterator[list[dict[str, Any]]]:
 
 
 def decode_qr(png: bytes) -> str:
-    """The text of the one QR code in a PNG (zxing-cpp, now and then, reports one code twice)."""
+    """The text of the one QR code in a PNG.
+
+    Only QR codes are looked for: zxing-cpp, now and then, also reads a stretch of the QR's modules as a
+    short 1D code (Codabar, ITF, Code 39), and reports one QR code twice.
+    """
     import io
 
     import zxingcpp
     from PIL import Image
 
-    [text] = {str(code.text) for code in zxingcpp.read_barcodes(Image.open(io.BytesIO(png)))}
+    [text] = {
+        str(code.text)
+        for code in zxingcpp.read_barcodes(Image.open(io.BytesIO(png)), formats=zxingcpp.BarcodeFormat.QRCode)
+    }
     return text

@@ -154,26 +154,21 @@ class _SendOperator(WhatsInfinityBaseOperator):
             return as_bool(extras["deferrable"], "the connection's deferrable extra")
         return conf.getboolean("operators", "default_deferrable", fallback=False)
 
-    def execute_complete(
-        self,
-        context: Context,
-        event: Any = None,
-        recipients: list[str] | None = None,
-        many: bool = True,
-        idle: int = 0,
-    ) -> Any:
+    def execute_complete(self, context: Context, event: Any = None) -> Any:
         """
         Resume the list after a deferral for the rate window: everyone already sent is skipped.
 
         :param context: The task's context.
-        :param event: The trigger's event (the time reached).
-        :param recipients: The list as it was resolved before the first deferral: the same people,
-            whatever ``to`` renders to now.
-        :param many: Whether ``to`` was a list (the result is a list then).
-        :param idle: Deferrals in a row after which nothing was sent.
+        :param event: The trigger's event: ``{"state": {"recipients", "many", "idle"}}``, the list as
+            it was resolved before the first deferral (the same people, whatever ``to`` renders to
+            now) and the deferrals in a row after which nothing was sent.
         """
-        self._resumed = {"recipients": recipients, "many": many, "idle": idle}
-        return self.execute(context)
+        state = event.get("state") if isinstance(event, dict) else None
+        self._resumed = state if isinstance(state, dict) else None
+        try:
+            return self.execute(context)
+        finally:
+            self._resumed = None
 
     #: What is sent, for log lines.
     kind = "message"
@@ -271,7 +266,7 @@ class _SendOperator(WhatsInfinityBaseOperator):
         """
         from datetime import datetime, timedelta, timezone
 
-        from airflow.providers.standard.triggers.temporal import DateTimeTrigger
+        from airflow_provider_whatsinfinity.triggers.whatsinfinity import WhatsInfinityRateWindowTrigger
 
         wait = max(float(error.retry_after or self.defer_threshold or 1.0), 1.0)
         if wait > MAX_DEFER_SECONDS:
@@ -295,10 +290,10 @@ class _SendOperator(WhatsInfinityBaseOperator):
             wait,
         )
         moment = datetime.now(timezone.utc) + timedelta(seconds=wait)
+        state = {"recipients": recipients, "many": many, "idle": idle}
         self.defer(
-            trigger=DateTimeTrigger(moment=moment),
+            trigger=WhatsInfinityRateWindowTrigger(moment=moment.isoformat(), state=state),
             method_name="execute_complete",
-            kwargs={"recipients": recipients, "many": many, "idle": idle},
         )
 
     def _deliver(

@@ -121,7 +121,7 @@ class _SendOperator(WhatsInfinityBaseOperator):
         *,
         to: Any,
         dry_run: bool | str = False,
-        deferrable: bool | None = None,
+        deferrable: bool | str | None = None,
         defer_threshold: float = DEFAULT_DEFER_THRESHOLD,
         **kwargs: Any,
     ) -> None:
@@ -216,7 +216,18 @@ class _SendOperator(WhatsInfinityBaseOperator):
             self.hook_params = {**self.hook_params, "max_rate_limit_wait": self.defer_threshold}
         send = self.call(lambda: self.prepare(dry_run))  # a connection that cannot work: nothing sent
         ti = context.get("ti")
-        record = DeliveryRecord(None if dry_run else delivery_store(context), getattr(ti, "max_tries", None))
+        store = None if dry_run else delivery_store(context, resumed=bool(resumed))
+        record = DeliveryRecord(store, getattr(ti, "max_tries", None))
+        if resumed:
+            # Fail closed: a record that reads back with fewer sends than it held at the deferral
+            # was not read (a secrets backend down, a Variable deleted), and would send again.
+            held = sum(1 for planned in sends if record.state(planned) == "sent")
+            if held < int(resumed.get("sent", 0)):
+                raise AirflowFailException(
+                    f"The delivery record holds {held} sends after the deferral, {resumed['sent']} before "
+                    "it: it could not be read back, so nothing more is sent (nobody gets a message twice). "
+                    "Check the task's state store or its Variable, then clear the task"
+                )
 
         results: list[dict[str, Any]] = [{} for _ in recipients]
         unsent = _Unsent(len(sends))
@@ -235,7 +246,8 @@ class _SendOperator(WhatsInfinityBaseOperator):
                 result = self._deliver(planned, where, send, record, unsent, defers)
             except _RateWindow as window:
                 idle = 0 if sent_now else int(resumed.get("idle", 0)) + 1
-                self._defer_for(window.error, number - 1, len(sends), recipients, many, idle)
+                held = sum(1 for each in sends if record.state(each) == "sent")
+                self._defer_for(window.error, number - 1, len(sends), recipients, many, idle, held)
             sent_now = sent_now or (earlier != "sent" and record.state(planned) == "sent")
             if result is not None:
                 for position in planned.positions:
@@ -247,7 +259,14 @@ class _SendOperator(WhatsInfinityBaseOperator):
         return results if many else results[0]
 
     def _defer_for(
-        self, error: RateLimitedError, done: int, total: int, recipients: list[str], many: bool, idle: int
+        self,
+        error: RateLimitedError,
+        done: int,
+        total: int,
+        recipients: list[str],
+        many: bool,
+        idle: int,
+        sent: int = 0,
     ) -> NoReturn:
         """
         Defer the task until the session's rate window resets; it resumes in :meth:`execute_complete`.
@@ -263,6 +282,7 @@ class _SendOperator(WhatsInfinityBaseOperator):
         :param recipients: The list as resolved, carried to the resumed execution.
         :param many: Whether ``to`` was a list.
         :param idle: Deferrals in a row, this one included, after which nothing was sent.
+        :param sent: How many of the list the record holds as sent: the resumed run checks it reads as many.
         """
         from datetime import datetime, timedelta, timezone
 
@@ -290,7 +310,7 @@ class _SendOperator(WhatsInfinityBaseOperator):
             wait,
         )
         moment = datetime.now(timezone.utc) + timedelta(seconds=wait)
-        state = {"recipients": recipients, "many": many, "idle": idle}
+        state = {"recipients": recipients, "many": many, "idle": idle, "sent": sent}
         self.defer(
             trigger=WhatsInfinityRateWindowTrigger(moment=moment.isoformat(), state=state),
             method_name="execute_complete",
@@ -383,7 +403,14 @@ class WhatsInfinitySendTextOperator(_SendOperator):
         them when ``to`` is a list.
     """
 
-    template_fields: Sequence[str] = ("to", "message", "typing", "is_dry_run", "whatsinfinity_conn_id")
+    template_fields: Sequence[str] = (
+        "to",
+        "message",
+        "typing",
+        "is_dry_run",
+        "deferrable",
+        "whatsinfinity_conn_id",
+    )
     kind = "text"
     template_fields_renderers = {"message": "md"}
     ui_color = "#25d366"
@@ -443,6 +470,7 @@ class WhatsInfinitySendMediaOperator(_SendOperator):
         "caption",
         "file_name",
         "is_dry_run",
+        "deferrable",
         "whatsinfinity_conn_id",
     )
     ui_color = "#25d366"

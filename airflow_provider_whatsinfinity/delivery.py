@@ -125,7 +125,15 @@ class VariableStore:
     #: What every such Variable's key starts with.
     PREFIX = "whatsinfinity_delivery_"
 
-    def __init__(self, dag_id: str, task_id: str, run_id: str, map_index: int, try_number: int = 1) -> None:
+    def __init__(
+        self,
+        dag_id: str,
+        task_id: str,
+        run_id: str,
+        map_index: int,
+        try_number: int = 1,
+        resumed: bool = False,
+    ) -> None:
         identity = json.dumps([dag_id, task_id, run_id, map_index])
         self.name = self.PREFIX + hashlib.sha256(identity.encode()).hexdigest()[:40]
         self.description = (
@@ -135,9 +143,9 @@ class VariableStore:
             "send the whole list again."
         )
         stored = self._read(self.name)
-        if stored is None and try_number > 1:
-            # A retry that finds no record: either no earlier try got as far as a send, or the API
-            # server could not read it (it answers "not found" when its secrets backends fail).
+        if stored is None and (try_number > 1 or resumed):
+            # A retry, or a resume after a deferral, that finds no record: either nothing was sent yet,
+            # or the API server could not read it (it answers "not found" when its secrets backends fail).
             self._check_read_path()
             stored = self._read(self.name)
         try:
@@ -179,11 +187,12 @@ class VariableStore:
             )
 
     @classmethod
-    def for_task(cls, context: Context) -> VariableStore:
+    def for_task(cls, context: Context, resumed: bool = False) -> VariableStore:
         """
         Return the store of the task instance a context belongs to.
 
         :param context: The running task's context.
+        :param resumed: Whether the task resumes after a deferral (sends may have gone out already).
         """
         ti = context["ti"]
         map_index = getattr(ti, "map_index", -1)
@@ -193,6 +202,7 @@ class VariableStore:
             ti.run_id,
             -1 if map_index is None else int(map_index),
             try_number=int(getattr(ti, "try_number", 1) or 1),
+            resumed=resumed,
         )
 
     def get(self, key: str) -> Any:
@@ -235,7 +245,7 @@ class VariableStore:
         self._values = values
 
 
-def delivery_store(context: Context) -> Any:
+def delivery_store(context: Context, resumed: bool = False) -> Any:
     """
     Return where a running task keeps its delivery record: ``task_state_store``, or a Variable.
 
@@ -243,11 +253,12 @@ def delivery_store(context: Context) -> Any:
     ``execute`` itself.
 
     :param context: The running task's context.
+    :param resumed: Whether the task resumes after a deferral.
     """
     store = context.get("task_state_store")
     if store is not None or context.get("ti") is None:  # no task instance: execute() called by hand
         return store
-    return VariableStore.for_task(context)
+    return VariableStore.for_task(context, resumed=resumed)
 
 
 class DeliveryRecord:

@@ -111,3 +111,19 @@ with DAG(dag_id="wi_test_failure_context", params={"record_to": Param("", type="
         raise RuntimeError("probe: is the exception in the failure callback's context?")
 
     fail()
+
+with DAG(
+    dag_id="wi_test_deferrable_list",
+    params={"to": Param(["919999999999"], type="array"), "dry_run": Param(False, type="boolean")},
+    **COMMON,
+):
+    WhatsInfinitySendTextOperator(
+        task_id="send",
+        to="{{ params.to }}",
+        message="Deferred hello {{ run_id }}",
+        dry_run="{{ params.dry_run }}",
+        deferrable=True,
+        defer_threshold=0.5,
+        retries=1,
+        retry_delay=timedelta(seconds=0),
+    )

@@ -97,7 +97,10 @@ def get_provider_info() -> dict[str, Any]:
         "triggers": [
             {
                 "integration-name": "WhatsInfinity",
-                "python-modules": ["airflow_provider_whatsinfinity.triggers.whatsinfinity"],
+                "python-modules": [
+                    "airflow_provider_whatsinfinity.triggers.whatsinfinity",
+                    "airflow_provider_whatsinfinity.triggers.rate_window",
+                ],
             }
         ],
         "notifications": ["airflow_provider_whatsinfinity.notifications.whatsinfinity.WhatsInfinityNotifier"],

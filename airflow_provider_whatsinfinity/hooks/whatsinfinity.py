@@ -144,6 +144,19 @@ class WhatsInfinityHook(BaseHook):
             self._async_client = AsyncWhatsInfinityClient(**params)
         return self._async_client
 
+    def prepare_async_client(self) -> AsyncWhatsInfinityClient:
+        """
+        Build the asyncio client now, reading the connection the blocking way, and return it.
+
+        For a task that runs an event loop of its own (a send over several sessions): every
+        connection is read, and one that cannot work fails, before the loop starts and anything is
+        sent. The ``a*`` methods use this client from then on.
+        """
+        if self._async_client is None:
+            connection = self.get_connection(self.whatsinfinity_conn_id)
+            self._async_client = AsyncWhatsInfinityClient(**self._client_params(connection))
+        return self._async_client
+
     def close(self) -> None:
         """Close the blocking client's connection pool."""
         if "client" in self.__dict__:

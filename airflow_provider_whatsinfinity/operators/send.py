@@ -286,7 +286,7 @@ class _SendOperator(WhatsInfinityBaseOperator):
         """
         from datetime import datetime, timedelta, timezone
 
-        from airflow_provider_whatsinfinity.triggers.whatsinfinity import WhatsInfinityRateWindowTrigger
+        from airflow_provider_whatsinfinity.triggers.rate_window import WhatsInfinityRateWindowTrigger
 
         wait = max(float(error.retry_after or self.defer_threshold or 1.0), 1.0)
         if wait > MAX_DEFER_SECONDS:

@@ -384,37 +384,3 @@ class WhatsInfinitySessionEventTrigger(BaseEventTrigger):
                 self.log.warning("Session check failed, trying again later: %s", error)
                 return None
             return SessionHealth.of_error(error)
-
-
-class WhatsInfinityRateWindowTrigger(BaseTrigger):
-    """
-    Wait until a session's rate window resets, then hand a deferred list send its state back.
-
-    Like the standard provider's ``DateTimeTrigger``, but the state travels in the event itself:
-    Airflow resumes the task with the event, and ``dag.test()`` passes the event only (it drops the
-    deferral's other ``kwargs``).
-
-    :param moment: When the window resets, an ISO 8601 time with its zone.
-    :param state: What the resumed send needs (the list as resolved, idle deferrals); JSON.
-    """
-
-    def __init__(self, moment: str, state: dict[str, Any]) -> None:
-        super().__init__()
-        self.moment = moment
-        self.state = state
-
-    def serialize(self) -> tuple[str, dict[str, Any]]:
-        """Return the trigger's class path and arguments."""
-        return (
-            f"{type(self).__module__}.{type(self).__qualname__}",
-            {"moment": self.moment, "state": self.state},
-        )
-
-    async def run(self) -> AsyncIterator[TriggerEvent]:
-        """Sleep until the moment, then fire once with the state."""
-        from datetime import datetime, timezone
-
-        moment = datetime.fromisoformat(self.moment)
-        while (left := (moment - datetime.now(timezone.utc)).total_seconds()) > 0:
-            await asyncio.sleep(min(left, 60.0))
-        yield TriggerEvent({"state": self.state})

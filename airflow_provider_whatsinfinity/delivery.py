@@ -283,6 +283,7 @@ class DeliveryRecord:
         self._store = store
         self._stamp = run_stamp
         self._entries: dict[str, Any] = {}
+        self._sessions: dict[str, str] = {}
         self._legacy = False
         self._saved = False
         #: Whether an earlier try of this run sent the whole list.
@@ -301,6 +302,9 @@ class DeliveryRecord:
             if "completed" in stored and (run_stamp is None or stored["completed"] != run_stamp):
                 stored = {"sends": {}}  # the list went out in full, and the task was cleared since
             self._entries = dict(stored["sends"])
+            sessions = stored.get("sessions")
+            if isinstance(sessions, dict):
+                self._sessions = {str(key): str(conn_id) for key, conn_id in sessions.items()}
             self.completed = "completed" in stored
         legacy = store.get(self.LEGACY_KEY)
         if isinstance(legacy, dict) and legacy:
@@ -320,6 +324,36 @@ class DeliveryRecord:
         state = entry.get("state") if isinstance(entry, dict) else None
         # Anything else was written by something we do not know: it may have gone out.
         return state if state in ("pending", "sent") else "unknown"
+
+    def sent_count(self) -> int:
+        """Return how many sends the record holds as sent."""
+        return sum(
+            1 for entry in self._entries.values() if isinstance(entry, dict) and entry.get("state") == "sent"
+        )
+
+    def session_of(self, send: PlannedSend) -> str | None:
+        """
+        Return the connection (session) a send of a multi-session list was given to, if any.
+
+        :param send: The send.
+        """
+        return self._sessions.get(send.key)
+
+    def assign(self, sessions: dict[PlannedSend, str]) -> None:
+        """
+        Record which connection (session) sends each of these sends; one write for them all.
+
+        A retry and a resumed deferral send each one through the same session, and a session that fails
+        for good hands its unsent ones over by assigning them again.
+
+        :param sessions: The connection id of each send.
+        """
+        changed = {
+            send.key: conn_id for send, conn_id in sessions.items() if self._sessions.get(send.key) != conn_id
+        }
+        if changed:
+            self._sessions.update(changed)
+            self._save()
 
     def result(self, send: PlannedSend) -> dict[str, Any] | None:
         """
@@ -425,13 +459,15 @@ class DeliveryRecord:
     def _save(self) -> None:
         if self._store is None:
             return
-        if not self._entries and not self.completed:
+        if not self._entries and not self._sessions and not self.completed:
             if self._saved:
                 self._store.delete(self.KEY)  # nothing to remember: nothing left behind
                 self._saved = False
         else:
             self._saved = True
             value: dict[str, Any] = {"sends": self._entries}
+            if self._sessions:
+                value["sessions"] = self._sessions
             if self.completed:
                 value["completed"] = self._stamp
             self._store.set(self.KEY, value)

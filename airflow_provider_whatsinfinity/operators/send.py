@@ -14,23 +14,34 @@ Delivery semantics, shared by both:
   :class:`~airflow_provider_whatsinfinity.delivery.DeliveryRecord` (``task_state_store`` on Airflow
   3.3+, an Airflow Variable per task instance before), so that a retry skips whoever was served and
   never sends again to whoever may have been.
-- With ``deferrable=True``, a rate-limit wait longer than ``defer_threshold`` seconds is not slept in
-  the worker: the task defers to the triggerer until the session's rate window resets, and resumes the
-  list from the same record (a rate-limited send was refused: certainly not sent).
+- With several connections (``whatsinfinity_conn_id=["wi_a", "wi_b"]``), the list is spread over
+  their sessions, which send concurrently in one event loop, each paced by its own rate limit. The
+  record says which session each recipient was given to, and a retry keeps that. A session that
+  fails for good (a wrong key, an unknown or disabled session) hands its unsent recipients to the
+  others; the results name the session of each send.
+- With ``deferrable=True``, a rate-limit wait longer than ``defer_threshold`` seconds (or a full
+  queue) is not slept in the worker: the task defers to the triggerer until the session's rate window
+  resets, and resumes the list from the same record (a rate-limited send was refused: certainly not
+  sent).
 
 The hook and the client are imported only when a task runs, to keep DAG parsing fast.
 """
 
 from __future__ import annotations
 
+import ast
 import functools
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from airflow_provider_whatsinfinity._compat import AirflowException, AirflowFailException, conf
 from airflow_provider_whatsinfinity.exceptions import (
+    AuthenticationError,
+    ConflictError,
     OutcomeUnknownError,
+    QueueFullError,
     RateLimitedError,
+    SessionNotFoundError,
     WhatsInfinityError,
 )
 from airflow_provider_whatsinfinity.media_urls import SIGNED_URL_EXPIRY, public_url_for
@@ -38,17 +49,19 @@ from airflow_provider_whatsinfinity.operators.base import WhatsInfinityBaseOpera
 from airflow_provider_whatsinfinity.task_helpers import as_bool, raise_for_task, recipients_of
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Sequence
+    import asyncio
+    from collections.abc import Awaitable, Callable, Sequence
     from datetime import timedelta
 
     from airflow.sdk import Context
 
     from airflow_provider_whatsinfinity.client import SendCallbacks
     from airflow_provider_whatsinfinity.delivery import DeliveryRecord, PlannedSend
+    from airflow_provider_whatsinfinity.hooks.whatsinfinity import WhatsInfinityHook
     from airflow_provider_whatsinfinity.models import SendResult
 
-    #: Sends one prepared message: ``(digits, callbacks) -> SendResult``.
-    Sender = Callable[[str, SendCallbacks], SendResult]
+    #: Sends one prepared message: ``(digits, callbacks) -> SendResult``, awaited.
+    Sender = Callable[[str, SendCallbacks], Awaitable[SendResult]]
 
 
 class _Unsent:
@@ -76,6 +89,11 @@ class _Unsent:
         if error is not None:
             self.errors.append(error)
 
+    def log(self, log_error: Callable[..., object]) -> None:
+        """Log every recipient not sent to, one line each, with ``log_error``."""
+        for problem in self.problems:
+            log_error("%s", problem)
+
     def fail_task(self, log_error: Callable[..., object]) -> None:
         """
         Log every recipient not sent to, if any, then fail the task: retryable only if a retry can help.
@@ -84,8 +102,7 @@ class _Unsent:
         """
         if not self.problems:
             return
-        for problem in self.problems:
-            log_error("%s", problem)
+        self.log(log_error)
         summary = f"{len(self.problems)} of {self.total} recipients not sent: " + "; ".join(self.problems)
         if self.stopped is not None and self.not_attempted:
             # Those not attempted were certainly not sent: Airflow's retries may send them (and never
@@ -103,18 +120,46 @@ DEFAULT_DEFER_THRESHOLD = 30.0
 MAX_DEFERRALS_WITHOUT_PROGRESS = 5
 #: The longest deferral, in seconds: a longer wait asked by the service fails the task instead.
 MAX_DEFER_SECONDS = 3600.0
+#: Seconds a deferrable send waits in the triggerer after a session's queue stayed full: the queue
+#: drains only as the session delivers, and the service says nothing of when.
+QUEUE_FULL_DEFER_SECONDS = 60.0
+#: Errors after which a session cannot send at all: in a send over several sessions, its unsent
+#: recipients go to the others.
+SESSION_FAILURES = (AuthenticationError, SessionNotFoundError, ConflictError)
 
 
-class _RateWindow(Exception):
-    """A send was refused for the session's rate window, and the task defers rather than wait."""
+class _Session:
+    """
+    One session (connection) of a send: its sender, its queue of sends, and how it stopped.
 
-    def __init__(self, error: RateLimitedError) -> None:
-        super().__init__(str(error))
-        self.error = error
+    :param conn_id: The connection.
+    :param hook: The hook on it, closed when the send is over.
+    :param send: Sends one message through it.
+    """
+
+    def __init__(self, conn_id: str, hook: WhatsInfinityHook, send: Sender) -> None:
+        self.conn_id = conn_id
+        self.hook = hook
+        self.send = send
+        #: ``(number in the list, send)`` still to make through this session, in list order.
+        self.queue: list[tuple[int, PlannedSend]] = []
+        #: Sends handed over by a failed session: the send's key -> that session's connection.
+        self.handed: dict[str, str] = {}
+        #: Why it cannot send at all (a send over several sessions: its recipients went to others).
+        self.failed: WhatsInfinityError | None = None
+        #: The error that stopped it, for the task to fail on (transient: ``retries`` apply).
+        self.stopped: WhatsInfinityError | None = None
+        #: The refusal it waits out in the triggerer (rate window, full queue), and for how long.
+        self.waiting: tuple[WhatsInfinityError, float] | None = None
+
+    @property
+    def takes_more(self) -> bool:
+        """Whether it can be given more sends: it has neither failed nor stopped."""
+        return self.failed is None and self.stopped is None
 
 
 class _SendOperator(WhatsInfinityBaseOperator):
-    """What the text and media send operators share: recipients, the state store, the XCom."""
+    """What the text and media send operators share: recipients, sessions, the record, the XCom."""
 
     def __init__(
         self,
@@ -130,7 +175,7 @@ class _SendOperator(WhatsInfinityBaseOperator):
         # Not "self.dry_run": BaseOperator.dry_run() is a method that `airflow tasks test --dry-run` calls.
         self.is_dry_run = dry_run
         self.deferrable = deferrable
-        #: Set by :meth:`execute_complete`: what the deferral carried over (the list, idle deferrals).
+        #: Set by :meth:`execute_complete`: the counters the deferral carried over.
         self._resumed: dict[str, Any] | None = None
         if isinstance(defer_threshold, bool) or not isinstance(defer_threshold, (int, float)):
             raise TypeError(f"defer_threshold must be a number of seconds, not {defer_threshold!r}")
@@ -138,18 +183,58 @@ class _SendOperator(WhatsInfinityBaseOperator):
             raise ValueError(f"defer_threshold must be 0 or more seconds, not {defer_threshold!r}")
         self.defer_threshold = float(defer_threshold)
 
-    def defers(self) -> bool:
+    def connection_ids(self) -> tuple[list[str], bool]:
+        """
+        Return the connections to send through, and whether ``whatsinfinity_conn_id`` was a list.
+
+        A list rendered to text by a template (``"['wi_a', 'wi_b']"``) is read as the list.
+        """
+        given: Any = self.whatsinfinity_conn_id
+        if isinstance(given, str) and given.strip().startswith("["):
+            try:
+                given = ast.literal_eval(given.strip())
+            except (ValueError, SyntaxError):
+                raise AirflowFailException(
+                    f"whatsinfinity_conn_id looks like a list but is not one: {given[:100]!r}"
+                ) from None
+        if isinstance(given, str):
+            ids, many = [given], False
+        elif isinstance(given, (list, tuple)):
+            ids, many = list(given), True
+        else:
+            raise AirflowFailException(
+                f"whatsinfinity_conn_id must be a connection id or a list of them, not {type(given).__name__}"
+            )
+        if not ids:
+            raise AirflowFailException("whatsinfinity_conn_id is an empty list: name at least one connection")
+        for conn_id in ids:
+            if not isinstance(conn_id, str) or not conn_id.strip():
+                raise AirflowFailException(
+                    f"whatsinfinity_conn_id lists {conn_id!r}, which is no connection id"
+                )
+        twice = sorted({conn_id for conn_id in ids if ids.count(conn_id) > 1})
+        if twice:
+            raise AirflowFailException(
+                f"whatsinfinity_conn_id lists {', '.join(map(repr, twice))} more than once: "
+                "name each session once"
+            )
+        return ids, many
+
+    def defers(self, conn_id: str | None = None) -> bool:
         """
         Whether this send defers to the triggerer for long rate-limit waits.
 
-        ``deferrable`` when given; else the connection's ``deferrable`` extra; else Airflow's
-        ``[operators] default_deferrable`` (``False`` unless set).
+        ``deferrable`` when given; else the connection's ``deferrable`` extra (the first connection's,
+        for a send over several); else Airflow's ``[operators] default_deferrable`` (``False`` unless set).
+
+        :param conn_id: The connection whose extra decides; the operator's (first) connection if ``None``.
         """
         if self.deferrable is not None:
             return as_bool(self.deferrable, "deferrable")
         from airflow_provider_whatsinfinity.hooks.whatsinfinity import WhatsInfinityHook
 
-        extras = WhatsInfinityHook.get_connection(self.whatsinfinity_conn_id).extra_dejson
+        conn_id = conn_id or self.connection_ids()[0][0]
+        extras = WhatsInfinityHook.get_connection(conn_id).extra_dejson
         if extras.get("deferrable") not in (None, ""):
             return as_bool(extras["deferrable"], "the connection's deferrable extra")
         return conf.getboolean("operators", "default_deferrable", fallback=False)
@@ -158,13 +243,15 @@ class _SendOperator(WhatsInfinityBaseOperator):
         """
         Resume the list after a deferral for the rate window: everyone already sent is skipped.
 
+        ``to`` is read again, as by a retry: the delivery record knows who was sent to by number, so
+        the same list in another order, or read anew from XCom, sends nobody twice.
+
         :param context: The task's context.
-        :param event: The trigger's event: ``{"state": {"recipients", "many", "idle"}}``, the list as
-            it was resolved before the first deferral (the same people, whatever ``to`` renders to
-            now) and the deferrals in a row after which nothing was sent.
+        :param event: The trigger's event: ``{"state": {"idle", "sent"}}``, the deferrals in a row
+            after which nothing was sent, and how many sends the record held when the task deferred.
         """
         state = event.get("state") if isinstance(event, dict) else None
-        self._resumed = state if isinstance(state, dict) else None
+        self._resumed = state if isinstance(state, dict) else {}
         try:
             return self.execute(context)
         finally:
@@ -173,13 +260,16 @@ class _SendOperator(WhatsInfinityBaseOperator):
     #: What is sent, for log lines.
     kind = "message"
 
-    def prepare(self, dry_run: bool) -> Sender:
+    def prepare(self, hook: WhatsInfinityHook, dry_run: bool) -> Sender:
         """
-        Resolve everything a send needs (flags, URLs, the connection) and return the sender.
+        Resolve everything a send through one connection needs (flags, URLs, the connection).
 
-        Runs before any recipient is marked pending: whatever fails here means nothing was sent.
+        Runs for every connection before any recipient is marked pending: whatever fails here means
+        nothing was sent.
 
+        :param hook: The hook on the connection.
         :param dry_run: Whether the sends only validate.
+        :return: The coroutine function that sends one message through it.
         """
         raise NotImplementedError
 
@@ -187,100 +277,295 @@ class _SendOperator(WhatsInfinityBaseOperator):
         """
         Send to every recipient that no earlier try of this task reached, and return the results.
 
-        Everything that can fail locally (the numbers, flags, media URL, connection, the request's
-        encoding) is resolved first: what fails there sent nothing. Then each send goes through
-        :meth:`_deliver`, which asks the task's
-        :class:`~airflow_provider_whatsinfinity.delivery.DeliveryRecord` what earlier tries did with
-        it. Recipients the server refuses one by one (not on WhatsApp, an unknown outcome) do not stop
-        the others; the task fails at the end. Errors that concern the whole session or the service
-        stop the list at once. After a fully successful run the record is stamped complete, so that a
+        Everything that can fail locally (the numbers, flags, media URL, connections, the request's
+        encoding) is resolved first: what fails there sent nothing. Then the sends are spread over
+        the sessions, and each goes through :meth:`_deliver`, after the task's
+        :class:`~airflow_provider_whatsinfinity.delivery.DeliveryRecord` said what earlier tries did
+        with it. Recipients the server refuses one by one (not on WhatsApp, an unknown outcome) do not
+        stop the others; the task fails at the end. Errors that concern a whole session or the
+        service stop that session (in a send over several, one that fails for good hands its
+        recipients over). After a fully successful run the record is stamped complete, so that a
         retry sends nobody again and clearing the task sends again.
         """
+        import asyncio
+
         from airflow_provider_whatsinfinity.delivery import DeliveryRecord, delivery_store, plan_sends
 
-        resumed = self._resumed or {}
-        if resumed.get("recipients") is not None:
-            recipients, many = list(resumed["recipients"]), bool(resumed["many"])
-        else:
-            recipients, many = recipients_of(self.to)
+        recipients, many = recipients_of(self.to)
         if not recipients:
             raise AirflowFailException("'to' is empty: give at least one phone number")
         sends, merged = self.call(lambda: plan_sends(recipients))
         for note in merged:
             self.log.info("Merged recipients: %s", note)
+        conn_ids, several = self.connection_ids()
         dry_run = as_bool(self.is_dry_run, "dry_run")
-        # A dry run keeps no record: resumed, it would validate the whole list again, for ever.
-        defers = not dry_run and self.call(self.defers)
-        if defers and "max_rate_limit_wait" not in self.hook_params:
-            # Short waits are slept here; a longer one is a deferral (see _deliver).
-            self.hook_params = {**self.hook_params, "max_rate_limit_wait": self.defer_threshold}
-        send = self.call(lambda: self.prepare(dry_run))  # a connection that cannot work: nothing sent
+        resumed = self._resumed
         ti = context.get("ti")
-        store = None if dry_run else delivery_store(context, resumed=bool(resumed))
+        # A dry run keeps no record: resumed, it would validate the whole list again, for ever.
+        store = None if dry_run else delivery_store(context, resumed=resumed is not None)
         record = DeliveryRecord(store, getattr(ti, "max_tries", None))
-        if resumed:
+        if resumed is not None and record.sent_count() < int(resumed.get("sent", 0)):
             # Fail closed: a record that reads back with fewer sends than it held at the deferral
             # was not read (a secrets backend down, a Variable deleted), and would send again.
-            held = sum(1 for planned in sends if record.state(planned) == "sent")
-            if held < int(resumed.get("sent", 0)):
-                raise AirflowFailException(
-                    f"The delivery record holds {held} sends after the deferral, {resumed['sent']} before "
-                    "it: it could not be read back, so nothing more is sent (nobody gets a message twice). "
-                    "Check the task's state store or its Variable, then clear the task"
-                )
+            raise AirflowFailException(
+                f"The delivery record holds {record.sent_count()} sends after the deferral, "
+                f"{resumed['sent']} before it: it could not be read back, so nothing more is sent "
+                "(nobody gets a message twice). Check the task's state store or its Variable, then "
+                "clear the task"
+            )
+        # Deferring needs a record that outlives the worker, and a task instance to defer.
+        defers = store is not None and ti is not None and self.call(lambda: self.defers(conn_ids[0]))
+        if defers and "max_rate_limit_wait" not in self.hook_params:
+            # Short waits are slept here; a longer one is a deferral (see _defer_for).
+            self.hook_params = {**self.hook_params, "max_rate_limit_wait": self.defer_threshold}
+        sessions = {conn_id: self._open_session(conn_id, dry_run) for conn_id in conn_ids}
 
         results: list[dict[str, Any]] = [{} for _ in recipients]
         unsent = _Unsent(len(sends))
-        sent_now = False  # whether this execution sent anyone (a deferral after none is idle)
+        sessions_of = self._assign(sends, list(sessions), record, several)
+        skipped = 0
         for number, planned in enumerate(sends, start=1):
-            where = f"recipient {number} of {len(sends)} ({planned.digits})"
-            if unsent.stopped is not None:
-                # Answers are being lost (a proxy, an outage): sending on would turn everyone left
-                # into "unknown". Those not yet sent certainly were not.
-                if record.state(planned) != "sent":
-                    unsent.add(f"{where}: not attempted")
-                    unsent.not_attempted += 1
-                continue
             earlier = record.state(planned)
-            try:
-                result = self._deliver(planned, where, send, record, unsent, defers)
-            except _RateWindow as window:
-                idle = 0 if sent_now else int(resumed.get("idle", 0)) + 1
-                held = sum(1 for each in sends if record.state(each) == "sent")
-                self._defer_for(window.error, number - 1, len(sends), recipients, many, idle, held)
-            sent_now = sent_now or (earlier != "sent" and record.state(planned) == "sent")
-            if result is not None:
+            if earlier == "sent":
+                skipped += 1
                 for position in planned.positions:
-                    results[position] = result
-        unsent.fail_task(self.log.error)
+                    results[position] = record.result(planned) or {}
+            elif earlier is not None:
+                unsent.add(
+                    f"recipient {number} of {len(sends)} ({planned.digits}): an earlier try may have sent "
+                    "it (outcome unknown); not sent again"
+                )
+            else:
+                sessions[sessions_of[planned]].queue.append((number, planned))
+        if skipped:
+            self.log.info(
+                "Skipping %d of %d recipients: already sent (by an earlier try, or before a deferral)",
+                skipped,
+                len(sends),
+            )
+        held = record.sent_count()
+        asyncio.run(self._drive(sessions, record, unsent, results, defers, several, len(sends)))
+        self._settle(sessions, record, unsent, context, several, held)
         record.complete()  # a retry of this run sends nobody again; a clear of the task sends again
         if record.discard_on_success:  # a Variable (Airflow < 3.3): deleted once the task has succeeded
             self.on_success_callback = [*(self.on_success_callback or ()), record.discard]
         return results if many else results[0]
 
-    def _defer_for(
+    def _open_session(self, conn_id: str, dry_run: bool) -> _Session:
+        """Build a connection's hook and sender; a connection that cannot work fails the task now."""
+        from airflow_provider_whatsinfinity.hooks.whatsinfinity import WhatsInfinityHook
+
+        hook = WhatsInfinityHook(whatsinfinity_conn_id=conn_id, **self.hook_params)
+        return _Session(conn_id, hook, self.call(lambda: self.prepare(hook, dry_run)))
+
+    def _assign(
+        self, sends: list[PlannedSend], conn_ids: list[str], record: DeliveryRecord, several: bool
+    ) -> dict[PlannedSend, str]:
+        """
+        Give each send its session: the one the record names, else the least loaded, in list order.
+
+        For a send over several sessions the choice is written to the record at once, in one write,
+        so that a retry or a resumed deferral sends each recipient through the same session.
+        """
+        if not several:
+            return dict.fromkeys(sends, conn_ids[0])
+        load = dict.fromkeys(conn_ids, 0)
+        chosen: dict[PlannedSend, str] = {}
+        for planned in sends:
+            kept = record.session_of(planned)
+            if kept in load:
+                chosen[planned] = kept
+                load[kept] += 1
+        for planned in sends:
+            if planned not in chosen:
+                conn_id = min(conn_ids, key=load.__getitem__)
+                chosen[planned] = conn_id
+                load[conn_id] += 1
+        record.assign(chosen)
+        return chosen
+
+    async def _drive(
         self,
-        error: RateLimitedError,
-        done: int,
+        sessions: dict[str, _Session],
+        record: DeliveryRecord,
+        unsent: _Unsent,
+        results: list[dict[str, Any]],
+        defers: bool,
+        several: bool,
         total: int,
-        recipients: list[str],
-        many: bool,
-        idle: int,
-        sent: int = 0,
+    ) -> None:
+        """
+        Run every session's queue concurrently, hand over the queues of sessions that failed for good.
+
+        Nothing is cancelled mid-send: an error that must stop everything (a record that cannot be
+        written) halts the other sessions before their next send, and is raised once they stopped.
+        """
+        import asyncio
+
+        halt: list[BaseException] = []
+        running: dict[asyncio.Future[None], _Session] = {}
+
+        def start(session: _Session) -> None:
+            args = (session, record, unsent, results, defers, several, total, halt)
+            running[asyncio.ensure_future(self._run_session(*args))] = session
+
+        try:
+            for session in sessions.values():
+                if session.queue:
+                    start(session)
+            while running:
+                done, _ = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
+                for task in done:
+                    session = running.pop(task)
+                    try:
+                        task.result()
+                        if (
+                            session.failed is not None
+                            and session.queue
+                            and not halt
+                            and unsent.stopped is None
+                        ):
+                            for receiver in self._hand_over(session, sessions, record):
+                                if receiver.waiting is None and receiver not in running.values():
+                                    start(receiver)
+                    except BaseException as error:  # raised below, once every session has stopped
+                        halt.append(error)
+            if halt:
+                raise halt[0]
+        finally:
+            for session in sessions.values():
+                await session.hook.aclose()
+
+    async def _run_session(
+        self,
+        session: _Session,
+        record: DeliveryRecord,
+        unsent: _Unsent,
+        results: list[dict[str, Any]],
+        defers: bool,
+        several: bool,
+        total: int,
+        halt: list[BaseException],
+    ) -> None:
+        """Send a session's queue in order, until it is empty, the session stops, or everything halts."""
+        while session.queue and not halt and unsent.stopped is None:
+            number, planned = session.queue[0]
+            where = f"recipient {number} of {total} ({planned.digits})"
+            try:
+                result = await self._deliver(planned, where, session, record, unsent, several)
+            except WhatsInfinityError as error:
+                if defers and isinstance(error, (RateLimitedError, QueueFullError)):
+                    wait = (
+                        QUEUE_FULL_DEFER_SECONDS if isinstance(error, QueueFullError) else error.retry_after
+                    )
+                    session.waiting = (error, max(float(wait or self.defer_threshold or 1.0), 1.0))
+                elif several and isinstance(error, SESSION_FAILURES):
+                    session.failed = error
+                    self.log.error(
+                        "Connection %r failed for good at %s: %s; its %d unsent recipients go to the other "
+                        "sessions",
+                        session.conn_id,
+                        where,
+                        error,
+                        len(session.queue),
+                    )
+                else:
+                    self.log.error(
+                        "Stopped %sat %s: %s", f"{session.conn_id!r} " if several else "", where, error
+                    )
+                    session.stopped = error
+                return
+            session.queue.pop(0)
+            if result is not None:
+                for position in planned.positions:
+                    results[position] = result
+
+    def _hand_over(
+        self, failed: _Session, sessions: dict[str, _Session], record: DeliveryRecord
+    ) -> list[_Session]:
+        """
+        Give a failed session's unsent sends to the sessions that can still send, least loaded first.
+
+        With none left, the failed session's error stops the task. The new sessions are recorded
+        before any of them sends.
+        """
+        receivers = [session for session in sessions.values() if session.takes_more]
+        if not receivers:
+            failed.stopped = failed.failed
+            return []
+        moved: dict[PlannedSend, str] = {}
+        for number, planned in failed.queue:
+            receiver = min(receivers, key=lambda session: len(session.queue))
+            receiver.queue.append((number, planned))
+            receiver.handed[planned.key] = failed.conn_id
+            moved[planned] = receiver.conn_id
+        failed.queue.clear()
+        record.assign(moved)
+        self.log.warning(
+            "Handed %d recipients of connection %r over to %s",
+            len(moved),
+            failed.conn_id,
+            ", ".join(sorted({repr(conn_id) for conn_id in moved.values()})),
+        )
+        return [session for session in receivers if session.conn_id in moved.values()]
+
+    def _settle(
+        self,
+        sessions: dict[str, _Session],
+        record: DeliveryRecord,
+        unsent: _Unsent,
+        context: Context,
+        several: bool,
+        held: int,
+    ) -> None:
+        """
+        Decide how this execution ends once every session stopped: fail, defer, or go on to succeed.
+
+        :param held: How many sends the record held as sent before this execution sent anything.
+        """
+        failed = {session.conn_id: session.failed for session in sessions.values() if session.failed}
+        if failed:
+            named = {conn_id: f"{type(error).__name__}: {error}" for conn_id, error in failed.items()}
+            self.log.warning("Sessions that failed for good in this send: %s", named)
+            ti = context.get("ti")
+            if ti is not None:
+                ti.xcom_push(key="failed_sessions", value=named)
+        left = [(number, planned) for session in sessions.values() for number, planned in session.queue]
+        if unsent.stopped is not None:
+            # Answers are being lost (a proxy, an outage): sending on would turn everyone left into
+            # "unknown". Those not yet sent certainly were not.
+            for number, planned in sorted(left, key=lambda item: item[0]):
+                unsent.add(f"recipient {number} of {unsent.total} ({planned.digits}): not attempted")
+                unsent.not_attempted += 1
+            unsent.fail_task(self.log.error)
+        stopped = [session.stopped for session in sessions.values() if session.stopped is not None]
+        if stopped:
+            unsent.log(self.log.error)
+            if left:
+                self.log.error("%d recipients were not sent to; a retry sends them", len(left))
+            raise_for_task(stopped[0])
+        waiting = [session.waiting for session in sessions.values() if session.waiting and session.queue]
+        if waiting:
+            idle = 0 if record.sent_count() > held else int((self._resumed or {}).get("idle", 0)) + 1
+            error, wait = min(waiting, key=lambda pair: pair[1])
+            self._defer_for(error, wait, len(left), unsent.total, idle, record.sent_count())
+        unsent.fail_task(self.log.error)
+
+    def _defer_for(
+        self, error: WhatsInfinityError, wait: float, left: int, total: int, idle: int, sent: int
     ) -> NoReturn:
         """
-        Defer the task until the session's rate window resets; it resumes in :meth:`execute_complete`.
+        Defer the task until a session may send again; it resumes in :meth:`execute_complete`.
 
-        The refused send was forgotten by the record (a 429 certainly did not go out). The task fails
-        instead, with the rate-limit error (transient: ``retries`` apply), when the service asks for
-        more than :data:`MAX_DEFER_SECONDS` or after :data:`MAX_DEFERRALS_WITHOUT_PROGRESS` deferrals
-        in a row that sent nobody.
+        The refused sends were forgotten by the record (a 429 or a full queue certainly did not go
+        out). The task fails instead, with the refusal (transient: ``retries`` apply), when the service
+        asks for more than :data:`MAX_DEFER_SECONDS` or after :data:`MAX_DEFERRALS_WITHOUT_PROGRESS`
+        deferrals in a row that sent nobody.
 
-        :param error: The refusal, whose ``retry_after`` says when the window resets.
-        :param done: How many planned sends come before the refused one.
+        :param error: The refusal whose wait is the shortest of the waiting sessions'.
+        :param wait: Its wait, in seconds.
+        :param left: How many sends are left.
         :param total: How many the list holds.
-        :param recipients: The list as resolved, carried to the resumed execution.
-        :param many: Whether ``to`` was a list.
         :param idle: Deferrals in a row, this one included, after which nothing was sent.
         :param sent: How many of the list the record holds as sent: the resumed run checks it reads as many.
         """
@@ -288,67 +573,65 @@ class _SendOperator(WhatsInfinityBaseOperator):
 
         from airflow_provider_whatsinfinity.triggers.rate_window import WhatsInfinityRateWindowTrigger
 
-        wait = max(float(error.retry_after or self.defer_threshold or 1.0), 1.0)
         if wait > MAX_DEFER_SECONDS:
-            self.log.error("Stopped at recipient %d of %d: %s", done + 1, total, error)
+            self.log.error("Stopped with %d of %d recipients left: %s", left, total, error)
             raise_for_task(error)
         if idle > MAX_DEFERRALS_WITHOUT_PROGRESS:
             self.log.error(
-                "Stopped at recipient %d of %d: still rate limited after %d deferrals that sent nobody: %s",
-                done + 1,
+                "Stopped with %d of %d recipients left: still refused after %d deferrals that sent nobody: "
+                "%s",
+                left,
                 total,
                 idle - 1,
                 error,
             )
             raise_for_task(error)
+        queue = isinstance(error, QueueFullError)
         self.log.info(
-            "Rate limited at recipient %d of %d (requestId %s): deferring %.0f s, until the session's "
-            "rate window resets; the list resumes there, and nobody already sent is sent again",
-            done + 1,
-            total,
+            "%s (requestId %s) with %d of %d recipients left: deferring %.0f s, %s; the list resumes "
+            "there, and nobody already sent is sent again",
+            "Queue full" if queue else "Rate limited",
             error.request_id,
+            left,
+            total,
             wait,
+            "for the session's queue to drain" if queue else "until the session's rate window resets",
         )
         moment = datetime.now(timezone.utc) + timedelta(seconds=wait)
-        state = {"recipients": recipients, "many": many, "idle": idle, "sent": sent}
         self.defer(
-            trigger=WhatsInfinityRateWindowTrigger(moment=moment.isoformat(), state=state),
+            trigger=WhatsInfinityRateWindowTrigger(
+                moment=moment.isoformat(), state={"idle": idle, "sent": sent}
+            ),
             method_name="execute_complete",
         )
 
-    def _deliver(
+    async def _deliver(
         self,
         planned: PlannedSend,
         where: str,
-        send: Sender,
+        session: _Session,
         record: DeliveryRecord,
         unsent: _Unsent,
-        defers: bool = False,
+        several: bool,
     ) -> dict[str, Any] | None:
         """
-        Send one planned send unless an earlier try did or may have; return its result, if it has one.
+        Send one planned send that no earlier try started; return its result, if it has one.
 
         It is marked ``pending`` in the record only as its request is about to leave, and ``sent``
         after the answer: a try that dies mid-send (a timeout, a lost worker) leaves a mark, and a
         later try never sends to a ``pending`` or ``unknown`` recipient again but reports it. A
         refusal before the request was acted on clears the mark, so that a later try may send it.
+        Errors that concern the whole session are raised, for :meth:`_run_session` to act on.
         """
         from airflow_provider_whatsinfinity.client import SendCallbacks
         from airflow_provider_whatsinfinity.exceptions import NotOnWhatsAppError, ValidationError
 
-        earlier = record.state(planned)
-        if earlier == "sent":
-            self.log.info("Skipping %s: already sent (by an earlier try, or before a deferral)", where)
-            return record.result(planned) or {}
-        if earlier is not None:
-            unsent.add(f"{where}: an earlier try may have sent it (outcome unknown); not sent again")
-            return None
         callbacks = SendCallbacks(
             before_send=functools.partial(record.mark_pending, planned),
             on_refused=functools.partial(record.forget, planned),  # a wait after a certain refusal
         )
         try:
-            result = send(planned.digits, callbacks).to_dict()
+            result = (await session.send(planned.digits, callbacks)).to_dict()
         except OutcomeUnknownError as error:
             record.mark_unknown(planned)
             unsent.add(f"{where}: outcome unknown, not sent again: {error}", error)
@@ -358,20 +641,22 @@ class _SendOperator(WhatsInfinityBaseOperator):
             record.forget(planned)  # refused, or never left: a later try may send it
             unsent.add(f"{where}: {type(error).__name__}: {error}", error)
             return None
-        except WhatsInfinityError as error:
+        except WhatsInfinityError:
             record.forget(planned)  # refused before it was acted on: a retry may send it
-            if defers and isinstance(error, RateLimitedError):
-                raise _RateWindow(error) from error
-            self.log.error("Stopped at %s: %s", where, error)
-            raise_for_task(error)
+            raise
+        if several:
+            result["whatsinfinity_conn_id"] = session.conn_id
+            if planned.key in session.handed:
+                result["reassigned_from"] = session.handed[planned.key]
         record.mark_sent(planned, result)
         self.log.info(
-            "%s %s to %s (messageId %s, requestId %s)",
+            "%s %s to %s (messageId %s, requestId %s%s)",
             "Validated" if result["dry_run"] else "Queued" if result["queued"] else "Delivered",
             self.kind,
             result["to"],
             result["message_id"],
             result["request_id"],
+            f", connection {session.conn_id!r}" if several else "",
         )
         return result
 
@@ -398,9 +683,12 @@ class WhatsInfinitySendTextOperator(_SendOperator):
         ``None`` takes the connection's ``deferrable`` extra, else ``[operators] default_deferrable``.
     :param defer_threshold: Rate-limit waits up to this many seconds are slept in the worker
         (deferring costs a round trip through the triggerer); default 30.
-    :param whatsinfinity_conn_id: The WhatsInfinity connection to use. Templated.
+    :param whatsinfinity_conn_id: The WhatsInfinity connection to use, or a list of them: the
+        recipients are then spread over their sessions, which send concurrently. Templated.
     :return: The :class:`~airflow_provider_whatsinfinity.models.SendResult` as a dict, or a list of
-        them when ``to`` is a list.
+        them when ``to`` is a list. Over several connections each also names its
+        ``whatsinfinity_conn_id`` (and ``reassigned_from``, the session that failed for good, when it
+        was handed over); those sessions are also pushed as the XCom ``failed_sessions``.
     """
 
     template_fields: Sequence[str] = (
@@ -422,18 +710,20 @@ class WhatsInfinitySendTextOperator(_SendOperator):
         self.message = message
         self.typing = typing
 
-    def prepare(self, dry_run: bool) -> Sender:
+    def prepare(self, hook: WhatsInfinityHook, dry_run: bool) -> Sender:
         """
-        Resolve the flags and the connection; return the sender of this text.
+        Resolve the flags and the connection; return the sender of this text through it.
 
+        :param hook: The hook on the connection.
         :param dry_run: Whether the sends only validate.
         """
         typing = as_bool(self.typing, "typing")
-        hook = self.hook
-        hook.get_conn()  # the connection is looked up now, before anyone is marked pending
+        hook.prepare_async_client()  # the connection is read now, before anyone is marked pending
 
-        def send(to: str, callbacks: SendCallbacks) -> SendResult:
-            return hook.send_text(to, self.message, typing=typing, dry_run=dry_run, callbacks=callbacks)
+        async def send(to: str, callbacks: SendCallbacks) -> SendResult:
+            return await hook.asend_text(
+                to, self.message, typing=typing, dry_run=dry_run, callbacks=callbacks
+            )
 
         return send
 
@@ -458,9 +748,12 @@ class WhatsInfinitySendMediaOperator(_SendOperator):
         makes the next send wait longer than ``defer_threshold``; the list resumes where it stopped.
         ``None`` takes the connection's ``deferrable`` extra, else ``[operators] default_deferrable``.
     :param defer_threshold: Rate-limit waits up to this many seconds are slept in the worker; default 30.
-    :param whatsinfinity_conn_id: The WhatsInfinity connection to use. Templated.
+    :param whatsinfinity_conn_id: The WhatsInfinity connection to use, or a list of them: the
+        recipients are then spread over their sessions, which send concurrently. Templated.
     :return: The :class:`~airflow_provider_whatsinfinity.models.SendResult` as a dict, or a list of
-        them when ``to`` is a list.
+        them when ``to`` is a list. Over several connections each also names its
+        ``whatsinfinity_conn_id`` (and ``reassigned_from``, the session that failed for good, when it
+        was handed over); those sessions are also pushed as the XCom ``failed_sessions``.
     """
 
     template_fields: Sequence[str] = (
@@ -500,18 +793,18 @@ class WhatsInfinitySendMediaOperator(_SendOperator):
         """The http(s) URL sent: ``url`` itself, or a signed URL for an object-storage location."""
         return public_url_for(self.url, self.signed_url_expiry)
 
-    def prepare(self, dry_run: bool) -> Sender:
+    def prepare(self, hook: WhatsInfinityHook, dry_run: bool) -> Sender:
         """
-        Resolve (and sign) the URL and the connection; return the sender of this media.
+        Resolve (and sign) the URL and the connection; return the sender of this media through it.
 
+        :param hook: The hook on the connection.
         :param dry_run: Whether the sends only validate.
         """
-        url = self.public_url
-        hook = self.hook
-        hook.get_conn()  # the connection is looked up now, before anyone is marked pending
+        url = self.public_url  # signed once, for every connection
+        hook.prepare_async_client()  # the connection is read now, before anyone is marked pending
 
-        def send(to: str, callbacks: SendCallbacks) -> SendResult:
-            return hook.send_media(
+        async def send(to: str, callbacks: SendCallbacks) -> SendResult:
+            return await hook.asend_media(
                 to,
                 url,
                 media_type=self.media_type,

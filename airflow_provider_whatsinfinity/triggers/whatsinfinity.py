@@ -11,17 +11,21 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING, Any, Literal, TypedDict
+from typing import TYPE_CHECKING, Any, Literal, TypedDict, TypeVar
 
 from airflow.triggers.base import BaseEventTrigger, BaseTrigger, TriggerEvent
 
 from airflow_provider_whatsinfinity.exceptions import WhatsInfinityError
 from airflow_provider_whatsinfinity.hooks.whatsinfinity import WhatsInfinityHook
+from airflow_provider_whatsinfinity.triggers.shared_check import SharedSessionCheck
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator
+    from collections.abc import AsyncIterator, Coroutine
 
     from airflow_provider_whatsinfinity.models import SessionStatus
+    from airflow_provider_whatsinfinity.triggers.shared_check import CheckAnswer
+
+T = TypeVar("T")
 
 #: How a wait for the session ended.
 WaitOutcome = Literal["ready", "disabled", "timeout", "error"]
@@ -51,6 +55,10 @@ class WhatsInfinitySessionReadyTrigger(BaseTrigger):
     "error", "session": {...} | None, "error": {...} | None}``. Transient errors (the service
     unreachable, a server error) are logged and polled through; permanent ones (a wrong key, an
     unknown session) end the wait.
+
+    Triggers in one triggerer waiting on the same session with the same key share their checks
+    (:mod:`~airflow_provider_whatsinfinity.triggers.shared_check`): one request per session per
+    interval, whatever the number of sensors, and no answer older than a trigger's ``poke_interval``.
 
     :param whatsinfinity_conn_id: The WhatsInfinity connection to use.
     :param poke_interval: Seconds between two checks.
@@ -83,12 +91,14 @@ class WhatsInfinitySessionReadyTrigger(BaseTrigger):
     async def run(self) -> AsyncIterator[TriggerEvent]:
         """Check the session every ``poke_interval`` seconds and yield one event when the wait ends."""
         hook = WhatsInfinityHook(whatsinfinity_conn_id=self.whatsinfinity_conn_id)
+        check = SharedSessionCheck(hook)
         session: dict[str, Any] | None = None
         last_summary = ""
         try:
             while True:
+                pause = self.poke_interval
                 try:
-                    status = await self._check(hook)
+                    answer = await self._check(check)
                 except asyncio.TimeoutError:  # not the builtin TimeoutError on Python 3.10
                     yield _event("timeout", session)
                     return
@@ -100,6 +110,7 @@ class WhatsInfinitySessionReadyTrigger(BaseTrigger):
                         "Session check failed, trying again in %.0f s: %s", self.poke_interval, error
                     )
                 else:
+                    status = answer.status
                     # One line per change, not per poll: a triggerer may hold hundreds of these.
                     summary = status.summary()
                     log = self.log.info if summary != last_summary else self.log.debug
@@ -109,38 +120,45 @@ class WhatsInfinitySessionReadyTrigger(BaseTrigger):
                     if status.is_ready or status.status == "disabled":
                         yield _event("ready" if status.is_ready else "disabled", session)
                         return
+                    # Again when this answer turns poke_interval old: it may be another trigger's.
+                    pause = answer.fresh_for(self.poke_interval)
                 if self.timeout_at is not None and time.time() >= self.timeout_at:
                     yield _event("timeout", session)
                     return
-                pause = self.poke_interval
                 if self.timeout_at is not None:
                     pause = max(0.0, min(pause, self.timeout_at - time.time()))
                 await asyncio.sleep(pause)
         finally:
+            await check.aclose()
             await hook.aclose()
 
-    async def _check(self, hook: WhatsInfinityHook) -> SessionStatus:
+    async def _check(self, check: SharedSessionCheck) -> CheckAnswer:
         """Check the session once, within the time left: a slow answer must not outlast the timeout."""
         if self.timeout_at is None:
-            return await hook.acheck_session()
+            return await check.status(max_age=self.poke_interval)
         left = self.timeout_at - time.time()
         if left <= 0:
             raise asyncio.TimeoutError
-        check = await _check_within(hook, left)
-        if check is None:
+        done = await _within(check.status(max_age=self.poke_interval), left)
+        if done is None:
             raise asyncio.TimeoutError
-        return check.result()
+        return done.result()
 
 
 async def _check_within(hook: WhatsInfinityHook, seconds: float) -> asyncio.Future[SessionStatus] | None:
+    """Check the session with the hook's own client, giving up after ``seconds`` (see :func:`_within`)."""
+    return await _within(hook.acheck_session(), seconds)
+
+
+async def _within(checking: Coroutine[Any, Any, T], seconds: float) -> asyncio.Future[T] | None:
     """
-    Check the session, giving up after ``seconds``: the finished check, or ``None`` if it took longer.
+    Run a session check, giving up after ``seconds``: the finished check, or ``None`` if it took longer.
 
     Not ``asyncio.wait_for``: before Python 3.12 it can swallow the trigger's own cancellation when the
     check finishes at that moment, and the trigger would then poll on forever. A read-only call
     cancelled mid-flight changes nothing on the server.
     """
-    check = asyncio.ensure_future(hook.acheck_session())
+    check = asyncio.ensure_future(checking)
     try:
         done, _ = await asyncio.wait({check}, timeout=seconds)
     finally:

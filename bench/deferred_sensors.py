@@ -20,12 +20,19 @@ loading certifi's CA bundle, even for http:// URLs), beside one sharing an SSL c
 Counting polls needs a hook into the provider: the worker wraps
 ``AsyncWhatsInfinityClient.check_session`` (a counter around the original, at run time; no file is
 changed). There is no target: the figures are reported as they are.
+
+Benchmark 4c, ``deferred_shared`` (:func:`run_shared`): 1,000 triggers on 10 sessions, 100 per session
+(one connection per session), run twice in one benchmark: with the shared check off
+(``shared_check.enabled = False`` in that worker), then on. It reports check-session requests per poll
+interval from the emulator's request log, CPU on both sides, loop lag, memory, sockets, and the delay
+from each session's link to each of its triggers' events.
 """
 
 from __future__ import annotations
 
 import asyncio
 import gc
+import math
 import os
 import time
 from pathlib import Path
@@ -36,6 +43,7 @@ from bench.common import (
     BenchEmulator,
     Outcome,
     Table,
+    Target,
     median,
     ms,
     own_cpu_seconds,
@@ -344,6 +352,8 @@ def worker(config: dict[str, Any]) -> dict[str, Any]:
     import logging
 
     logging.getLogger("httpx").setLevel(logging.WARNING)
+    if config["mode"] == "shared":
+        return asyncio.run(_shared_triggers(config))
     return asyncio.run(_triggers(config))
 
 
@@ -595,6 +605,375 @@ def _report(
             for label, figures in clients.items()
         },
     }
+    return outcome
+
+
+# --- 4c. The shared check: many triggers on few sessions ------------------------------------------
+
+SHARED_NAME = "deferred_shared"
+SHARED_SESSION_PREFIX = "bench-shared-"
+SHARED_CONN_PREFIX = "wi_shared_"
+
+
+def shared_session_id(index: int) -> str:
+    """Return session ``index`` of the shared-check run."""
+    return f"{SHARED_SESSION_PREFIX}{index:02d}"
+
+
+def shared_conn_id(index: int) -> str:
+    """Return the connection id of session ``index`` of the shared-check run."""
+    return f"{SHARED_CONN_PREFIX}{index:02d}"
+
+
+def _emulator_check_times(url: str) -> tuple[dict[str, list[float]], int]:
+    """From a thread: when (Unix time) the emulator saw each session's check-session requests."""
+    from datetime import datetime
+
+    from airflow_provider_whatsinfinity.emulator.control import EmulatorControl
+
+    with EmulatorControl(url) as emulator:
+        seen = emulator.requests()
+    times: dict[str, list[float]] = {}
+    for request in seen:
+        if request["path"].startswith("/check-session/"):
+            session = request["path"].rsplit("/", 1)[1]
+            times.setdefault(session, []).append(datetime.fromisoformat(request["at"]).timestamp())
+    return times, len(seen)
+
+
+def _aligned_count(times: list[float], start: float, length: float) -> int:
+    """
+    Return a session's requests in ``length`` seconds from its first request at or after ``start``.
+
+    Aligned on the session's own requests, a window of k poke intervals holds exactly k requests of
+    each trigger polling every interval, wherever the window starts: a window aligned on the clock
+    catches one request more or less of every trigger in step whose poll falls on its edges.
+    """
+    later = [at for at in times if at >= start]
+    if not later:
+        return 0
+    return sum(1 for at in later if at < later[0] + length)
+
+
+async def _shared_triggers(config: dict[str, Any]) -> dict[str, Any]:
+    """
+    The shared-check worker's event loop: ``sessions`` x ``per_session`` triggers, sharing on or off.
+
+    Counts check-session requests twice: the provider's client calls (as in benchmark 4), and the
+    emulator's request log over the same wall-clock window.
+    """
+    from airflow_provider_whatsinfinity.triggers import shared_check
+    from airflow_provider_whatsinfinity.triggers.whatsinfinity import WhatsInfinitySessionReadyTrigger
+
+    shared_check.enabled = config["shared"]
+    sessions: int = config["sessions"]
+    count = sessions * config["per_session"]
+    poke: float = config["poke_interval"]
+    emulator_pid: int = config["emulator_pid"]
+    polls = _Polls(sessions)  # "all first": every session answered once
+    polls.install()
+    monitor = _LagMonitor()
+    hard_deadline = time.monotonic() + config["max_seconds"]
+    figures: dict[str, Any] = {"triggers": count, "sessions": sessions, "shared": config["shared"]}
+
+    gc.collect()
+    rss_before = process_rss_bytes()
+    sockets_before = open_sockets()
+    started = time.monotonic()
+    monitor_task = asyncio.create_task(monitor.run(hard_deadline))
+    events: dict[int, tuple[float, dict[str, Any]]] = {}
+    # Trigger i waits on session i % sessions: the sessions' triggers start interleaved.
+    triggers = [
+        WhatsInfinitySessionReadyTrigger(
+            whatsinfinity_conn_id=shared_conn_id(index % sessions),
+            poke_interval=poke,
+            timeout_at=time.time() + 600,
+        )
+        for index in range(count)
+    ]
+    tasks = [asyncio.create_task(_wait_one(trigger, index, events)) for index, trigger in enumerate(triggers)]
+    try:
+        while polls.all_first_at is None and time.monotonic() < hard_deadline:
+            await asyncio.sleep(0.05)
+        if polls.all_first_at is None:
+            raise RuntimeError(f"only {len(polls.sessions)} of {sessions} sessions were checked in time")
+        figures["startup_s"] = polls.all_first_at - started
+        monitor.phase = polls.phase = "settle"
+        await asyncio.sleep(2 * poke)  # every trigger past its first check, and in step
+        gc.collect()
+        figures["rss_delta_bytes"] = process_rss_bytes() - rss_before
+        figures["sockets_open"] = open_sockets() - sockets_before
+
+        monitor.phase = polls.phase = "steady"
+        wall_a, cpu_a, polls_a, emulator_a, at_a = (
+            time.time(),
+            own_cpu_seconds(),
+            polls.count,
+            process_cpu_seconds(emulator_pid),
+            time.monotonic(),
+        )
+        intervals = max(1, round(config["steady_seconds"] / poke))
+        figures["steady_intervals"] = intervals
+        await asyncio.sleep(intervals * poke)
+        wall_b, cpu_b, polls_b, emulator_b, at_b = (
+            time.time(),
+            own_cpu_seconds(),
+            polls.count,
+            process_cpu_seconds(emulator_pid),
+            time.monotonic(),
+        )
+        monitor.phase = polls.phase = "count"
+        figures["steady_s"] = at_b - at_a
+        figures["steady_cpu_s"] = cpu_b - cpu_a
+        figures["steady_polls"] = polls_b - polls_a
+        figures["steady_emulator_cpu_s"] = emulator_b - emulator_a
+        steady_lags = monitor.lags.get("steady", [0.0])
+        figures["steady_lag_p99_s"] = percentile(steady_lags, 0.99)
+        figures["steady_lag_max_s"] = max(steady_lags)
+        await asyncio.sleep(poke)  # each session's own window ends within one interval more
+        times, logged = await asyncio.to_thread(_emulator_check_times, config["url"])
+        figures["emulator_steady_checks"] = sum(
+            _aligned_count(seen, wall_a, intervals * poke) for seen in times.values()
+        )
+        # The log keeps the last 10,000 requests: the window must be inside it to count.
+        oldest = min((seen[0] for seen in times.values() if seen), default=wall_b)
+        figures["emulator_log_complete"] = logged < 10_000 or oldest <= wall_a
+        # Serving the log kept the emulator busy for a moment: let every trigger catch up first.
+        await asyncio.sleep(2 * poke)
+
+        monitor.phase = polls.phase = "link"
+        records = await asyncio.to_thread(
+            _link_sessions, config["url"], [shared_session_id(i) for i in range(sessions)], config["link_gap"]
+        )
+        linked_at = {record["session"]: record["sent"] for record in records}
+        deadline = min(time.monotonic() + 2 * poke + 5, hard_deadline)
+        while len(events) < count and time.monotonic() < deadline:
+            await asyncio.sleep(0.02)
+        delays, outcomes = [], []
+        for index, (when, payload) in events.items():
+            delays.append(when - linked_at[shared_session_id(index % sessions)])
+            outcomes.append(payload.get("outcome"))
+        figures["events"] = len(events)
+        figures["ready_events"] = outcomes.count("ready")
+        figures["delays_s"] = delays
+    finally:
+        monitor.stopped = True
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, monitor_task, return_exceptions=True)
+    return figures
+
+
+def run_shared(
+    *,
+    sessions: int = 10,
+    per_session: int = 100,
+    poke_interval: float = 2.0,
+    steady_seconds: float = 10.0,
+) -> Outcome:
+    """
+    Run the shared-check benchmark: the same triggers without the shared check, then with it.
+
+    :param sessions: Sessions waited on.
+    :param per_session: Triggers waiting on each session (on one connection per session).
+    :param poke_interval: Their ``poke_interval`` in seconds.
+    :param steady_seconds: Length of the window in which requests and CPU are counted.
+    """
+    count = sessions * per_session
+    outcome = Outcome(
+        SHARED_NAME,
+        f"{count} deferred session-ready triggers on {sessions} sessions, shared check off and on",
+    )
+    link_gap = 0.1
+    outcome.settings = {
+        "triggers": count,
+        "sessions": sessions,
+        "triggers_per_session": per_session,
+        "poke_interval_s": poke_interval,
+        "steady_window_s": steady_seconds,
+        "link_gap_s": link_gap,
+        "event_loop": "asyncio (default policy), one worker process pinned to its own CPU",
+        "emulator": "separate process, pinned to the other CPU; sessions in status qr until linked",
+        "connections": f"{sessions} AIRFLOW_CONN_WI_SHARED_NN environment variables, one per session",
+        "off_switch": "airflow_provider_whatsinfinity.triggers.shared_check.enabled = False in the worker",
+        "request_counting": "AsyncWhatsInfinityClient.check_session wrapped with a counter in the worker, "
+        "and the emulator's request log over the same window",
+    }
+    config = {
+        "mode": "shared",
+        "sessions": sessions,
+        "per_session": per_session,
+        "poke_interval": poke_interval,
+        "steady_seconds": steady_seconds,
+        "link_gap": link_gap,
+        "max_seconds": 120,
+    }
+    runs: dict[bool, dict[str, Any]] = {}
+    with timed(outcome), BenchEmulator(name=f"{SHARED_NAME}.emulator") as emulator:
+        env = {
+            f"AIRFLOW_CONN_{shared_conn_id(i).upper()}": whatsinfinity_conn(
+                emulator.url, shared_session_id(i)
+            )
+            for i in range(sessions)
+        }
+        config |= {"url": emulator.url, "emulator_pid": emulator.pid}
+        for shared in (False, True):
+            emulator.reset()
+            for index in range(sessions):
+                emulator.create_session(shared_session_id(index))
+            runs[shared] = run_worker(
+                "bench.deferred_sensors",
+                config | {"shared": shared},
+                name=f"{SHARED_NAME}.{'shared' if shared else 'alone'}",
+                env=env,
+                cpu=worker_cpu(),
+                timeout=180,
+            )
+    return _report_shared(outcome, runs[False], runs[True])
+
+
+def _report_shared(outcome: Outcome, alone: dict[str, Any], shared: dict[str, Any]) -> Outcome:
+    """Fill in the side-by-side table, targets and figures of the shared-check benchmark."""
+    count, sessions = shared["triggers"], shared["sessions"]
+    poke: float = outcome.settings["poke_interval_s"]
+
+    def per_interval(run: dict[str, Any], key: str) -> float:
+        return float(run[key]) / (float(run["steady_s"]) / poke)
+
+    def both(describe: Callable[[dict[str, Any]], str]) -> tuple[str, str]:
+        return describe(alone), describe(shared)
+
+    def delays(run: dict[str, Any]) -> str:
+        values = run["delays_s"]
+        if not values:
+            return "n/a"
+        return f"{median(values):.2f} / {percentile(values, 0.95):.2f} / {max(values):.2f} s"
+
+    def lag(run: dict[str, Any]) -> str:
+        return f"{ms(run['steady_lag_p99_s'], 1)} / {ms(run['steady_lag_max_s'], 1)} ms"
+
+    def server_side(run: dict[str, Any]) -> float:
+        if not run["emulator_log_complete"]:
+            return math.nan
+        return float(run["emulator_steady_checks"]) / float(run["steady_intervals"])
+
+    def client_count(run: dict[str, Any]) -> str:
+        return f"{run['steady_polls']} in {run['steady_s']:.1f} s: {per_interval(run, 'steady_polls'):.1f}"
+
+    table = Table(
+        f"4c. Shared check: {count} WhatsInfinitySessionReadyTrigger on {sessions} sessions "
+        f"({count // sessions} each) in one event loop, poke_interval {poke:g} s",
+        ["measure", "without sharing", "with sharing", "expected / note"],
+    )
+    rows: list[tuple[object, ...]] = [
+        (
+            "check-session requests per poll interval",
+            *both(lambda run: f"{server_side(run):.1f}"),
+            f"{count} / {sessions}",
+        ),
+        (
+            "  per session per interval",
+            *both(lambda run: f"{server_side(run) / sessions:.2f}"),
+            f"{count // sessions} / 1",
+        ),
+        (
+            "  client calls counted in the window",
+            *both(client_count),
+            "a count: +-1 per session at the edges",
+        ),
+        (
+            "worker CPU (steady)",
+            *both(lambda run: f"{run['steady_cpu_s'] / run['steady_s'] * 100:.1f}% of a core"),
+            "",
+        ),
+        (
+            "emulator CPU (steady)",
+            *both(lambda run: f"{run['steady_emulator_cpu_s'] / run['steady_s'] * 100:.1f}% of a core"),
+            "the service's side",
+        ),
+        ("event loop lag p99 / max (steady)", *both(lag), "50 ms ticker"),
+        (
+            "memory: RSS delta, all waiting",
+            *both(lambda run: f"{run['rss_delta_bytes'] / 2**20:.1f} MiB"),
+            "one connection pool per session when shared",
+        ),
+        ("sockets open while waiting", *both(lambda run: str(run["sockets_open"])), ""),
+        (
+            "startup: every session checked once",
+            *both(lambda run: f"{run['startup_s']:.2f} s"),
+            "all triggers started at once",
+        ),
+        (
+            f"link -> event delay median / p95 / max ({count} events)",
+            *both(delays),
+            f"uniform 0..{poke:g} s (+ one request)",
+        ),
+        (
+            "events: ready / all",
+            *both(lambda run: f"{run['ready_events']} / {run['events']}"),
+            f"{count} / {count}",
+        ),
+    ]
+    for row in rows:
+        table.add(*row)
+    table.notes.append(
+        "Requests per interval: from the emulator's request log, each session's requests in a window "
+        "of whole intervals that starts at its first request in the steady phase."
+    )
+    table.notes.append(
+        "Shared: one request per session whenever the last answer turns poke_interval old; every trigger "
+        "on the session awaits or reuses it (see airflow_provider_whatsinfinity/triggers/shared_check.py)."
+    )
+    outcome.tables.append(table)
+
+    per_session = server_side(shared) / sessions
+    worst_delay = max(shared["delays_s"], default=float("inf"))
+    outcome.targets += [
+        Target(
+            "shared check: requests per session per poll interval",
+            "<= 1.1",
+            f"{per_session:.2f}",
+            per_session <= 1.1,
+        ),
+        Target(
+            "shared check: link -> event delay, max",
+            f"<= {poke + 1:g} s",
+            f"{worst_delay:.2f} s",
+            worst_delay <= poke + 1,
+        ),
+        Target(
+            "shared check: ready events",
+            str(count),
+            str(shared["ready_events"]),
+            shared["ready_events"] == count,
+        ),
+    ]
+
+    def figures_of(run: dict[str, Any]) -> dict[str, Any]:
+        values = run["delays_s"] or [float("nan")]
+        return {
+            "requests_per_interval": rounded(server_side(run), 2),
+            "requests_per_session_per_interval": rounded(server_side(run) / sessions, 3),
+            "emulator_requests_in_window": run["emulator_steady_checks"],
+            "client_calls_in_window": run["steady_polls"],
+            "steady_s": rounded(run["steady_s"], 3),
+            "steady_cpu_share_of_core": rounded(run["steady_cpu_s"] / run["steady_s"], 4),
+            "steady_emulator_cpu_share_of_core": rounded(run["steady_emulator_cpu_s"] / run["steady_s"], 4),
+            "steady_lag_p99_ms": rounded(run["steady_lag_p99_s"] * 1000, 2),
+            "steady_lag_max_ms": rounded(run["steady_lag_max_s"] * 1000, 2),
+            "rss_delta_mib": rounded(run["rss_delta_bytes"] / 2**20, 2),
+            "sockets_open": run["sockets_open"],
+            "startup_s": rounded(run["startup_s"], 3),
+            "link_to_event_s": {
+                "median": rounded(median(values), 3),
+                "p95": rounded(percentile(values, 0.95), 3),
+                "max": rounded(max(values), 3),
+            },
+            "events": run["events"],
+            "ready_events": run["ready_events"],
+        }
+
+    outcome.figures = {"without_sharing": figures_of(alone), "with_sharing": figures_of(shared)}
     return outcome
 
 

@@ -50,6 +50,14 @@ BENCHMARKS: dict[str, tuple[Callable[[], Outcome], Callable[[], Outcome]]] = {
         lambda: deferred_sensors.run(triggers=500, poke_interval=2.0, steady_seconds=8.0, link=50),
         lambda: deferred_sensors.run(triggers=50, poke_interval=1.0, steady_seconds=2.0, link=10),
     ),
+    "deferred_shared": (
+        lambda: deferred_sensors.run_shared(
+            sessions=10, per_session=100, poke_interval=2.0, steady_seconds=10.0
+        ),
+        lambda: deferred_sensors.run_shared(
+            sessions=3, per_session=20, poke_interval=1.0, steady_seconds=2.0
+        ),
+    ),
     "emulator_load": (
         lambda: emulator_load.run(seconds=10.0),
         lambda: emulator_load.run(seconds=2.0, warmup=0.5),

@@ -9,12 +9,16 @@ from __future__ import annotations
 
 import ast
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 from airflow_provider_whatsinfinity._compat import AirflowFailException
 
 if TYPE_CHECKING:
+    from collections.abc import Coroutine
+
     from airflow_provider_whatsinfinity.exceptions import WhatsInfinityError
+
+T = TypeVar("T")
 
 
 def as_bool(value: Any, name: str) -> bool:
@@ -65,3 +69,32 @@ def raise_for_task(error: WhatsInfinityError) -> NoReturn:
     if error.transient:
         raise error
     raise AirflowFailException(f"{type(error).__name__}: {error}") from error
+
+
+def run_in_task(coroutine: Coroutine[Any, Any, T]) -> T:
+    """
+    Run a coroutine to its end in a new event loop of the standard library's, from a task's thread.
+
+    Not ``asyncio.run``: that takes the event loop policy's loop, uvloop where Airflow set it (3.0),
+    and uvloop swallows an exception raised by a signal handler, which is how ``execution_timeout``
+    stops a task. In a selector loop the timeout is raised out of the loop; the coroutine's tasks
+    are then cancelled (an ``await`` on a request that may have left leaves its mark ``pending``), and
+    the loop is closed.
+
+    :param coroutine: The coroutine.
+    """
+    import asyncio
+
+    loop = asyncio.SelectorEventLoop()
+    try:
+        return loop.run_until_complete(coroutine)
+    finally:
+        try:
+            left = asyncio.all_tasks(loop)
+            for task in left:
+                task.cancel()
+            if left:
+                loop.run_until_complete(asyncio.gather(*left, return_exceptions=True))
+            loop.run_until_complete(loop.shutdown_asyncgens())
+        finally:
+            loop.close()

@@ -46,7 +46,7 @@ from airflow_provider_whatsinfinity.exceptions import (
 )
 from airflow_provider_whatsinfinity.media_urls import SIGNED_URL_EXPIRY, public_url_for
 from airflow_provider_whatsinfinity.operators.base import WhatsInfinityBaseOperator
-from airflow_provider_whatsinfinity.task_helpers import as_bool, raise_for_task, recipients_of
+from airflow_provider_whatsinfinity.task_helpers import as_bool, raise_for_task, recipients_of, run_in_task
 
 if TYPE_CHECKING:
     import asyncio
@@ -287,8 +287,6 @@ class _SendOperator(WhatsInfinityBaseOperator):
         recipients over). After a fully successful run the record is stamped complete, so that a
         retry sends nobody again and clearing the task sends again.
         """
-        import asyncio
-
         from airflow_provider_whatsinfinity.delivery import DeliveryRecord, delivery_store, plan_sends
 
         recipients, many = recipients_of(self.to)
@@ -344,7 +342,7 @@ class _SendOperator(WhatsInfinityBaseOperator):
                 len(sends),
             )
         held = record.sent_count()
-        asyncio.run(self._drive(sessions, record, unsent, results, defers, several, len(sends)))
+        run_in_task(self._drive(sessions, record, unsent, results, defers, several, len(sends)))
         self._settle(sessions, record, unsent, context, several, held)
         record.complete()  # a retry of this run sends nobody again; a clear of the task sends again
         if record.discard_on_success:  # a Variable (Airflow < 3.3): deleted once the task has succeeded
@@ -397,16 +395,17 @@ class _SendOperator(WhatsInfinityBaseOperator):
         """
         Run every session's queue concurrently, hand over the queues of sessions that failed for good.
 
-        Nothing is cancelled mid-send: an error that must stop everything (a record that cannot be
-        written) halts the other sessions before their next send, and is raised once they stopped.
+        An error that must stop everything (a record that cannot be written, the task's
+        ``execution_timeout``) cancels the other sessions at once, as it would stop a blocking send: a
+        send cancelled while its request may be on the wire keeps its ``pending`` mark, never to be
+        sent again by this task.
         """
         import asyncio
 
-        halt: list[BaseException] = []
         running: dict[asyncio.Future[None], _Session] = {}
 
         def start(session: _Session) -> None:
-            args = (session, record, unsent, results, defers, several, total, halt)
+            args = (session, record, unsent, results, defers, several, total)
             running[asyncio.ensure_future(self._run_session(*args))] = session
 
         try:
@@ -417,22 +416,15 @@ class _SendOperator(WhatsInfinityBaseOperator):
                 done, _ = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
                 for task in done:
                     session = running.pop(task)
-                    try:
-                        task.result()
-                        if (
-                            session.failed is not None
-                            and session.queue
-                            and not halt
-                            and unsent.stopped is None
-                        ):
-                            for receiver in self._hand_over(session, sessions, record):
-                                if receiver.waiting is None and receiver not in running.values():
-                                    start(receiver)
-                    except BaseException as error:  # raised below, once every session has stopped
-                        halt.append(error)
-            if halt:
-                raise halt[0]
+                    task.result()  # an error here stops everything (see the finally below)
+                    if session.failed is not None and session.queue and unsent.stopped is None:
+                        for receiver in self._hand_over(session, sessions, record):
+                            if receiver.waiting is None and receiver not in running.values():
+                                start(receiver)
         finally:
+            for task in running:
+                task.cancel()
+            await asyncio.gather(*running, return_exceptions=True)
             for session in sessions.values():
                 await session.hook.aclose()
 
@@ -445,10 +437,9 @@ class _SendOperator(WhatsInfinityBaseOperator):
         defers: bool,
         several: bool,
         total: int,
-        halt: list[BaseException],
     ) -> None:
-        """Send a session's queue in order, until it is empty, the session stops, or everything halts."""
-        while session.queue and not halt and unsent.stopped is None:
+        """Send a session's queue in order, until it is empty, the session stops, or answers are lost."""
+        while session.queue and unsent.stopped is None:
             number, planned = session.queue[0]
             where = f"recipient {number} of {total} ({planned.digits})"
             try:

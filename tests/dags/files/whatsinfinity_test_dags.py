@@ -127,3 +127,26 @@ with DAG(
         retries=1,
         retry_delay=timedelta(seconds=0),
     )
+
+with DAG(
+    dag_id="wi_test_multi_session",
+    params={
+        "to": Param(["919999999999"], type="array"),
+        "conns": Param(["wi_a", "wi_b", "wi_c"], type="array"),
+        "deferrable": Param(False, type="boolean"),
+        "reverse_on_retry": Param(False, type="boolean"),
+    },
+    **COMMON,
+):
+    WhatsInfinitySendTextOperator(
+        task_id="send",
+        # A retry may get the list in another order (a set read again, an upstream query without ORDER
+        # BY): each recipient must still go through the session the first try gave it.
+        to="{{ params.to[::-1] if params.reverse_on_retry and ti.try_number > 1 else params.to }}",
+        message="Hello from {{ dag.dag_id }}",
+        whatsinfinity_conn_id="{{ params.conns }}",
+        deferrable="{{ params.deferrable }}",
+        defer_threshold=0.5,
+        retries=1,
+        retry_delay=timedelta(seconds=0),
+    )

@@ -5,10 +5,11 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: help venv lint format types pytest test test-matrix package demo quickstart emulator constraints browser tools bench clean
+.PHONY: help venv lint format types pytest test test-celery test-matrix package demo quickstart emulator constraints browser tools bench clean
 
 help:
 	@echo "make test       lint, types and the whole test suite (builds .venv on first use)"
+	@echo "make test-celery  the CeleryExecutor suite: Redis, two Celery workers, a real Airflow (3.3 only)"
 	@echo "make test-matrix  the suite on Airflow 3.0, 3.1, 3.2 and 3.3, one after another (MATRIX=\"3.0 3.1\")"
 	@echo "make package    build the wheel and sdist, twine check, install the wheel in a clean venv"
 	@echo "make demo       run the example DAGs in Airflow against the emulator"
@@ -17,7 +18,7 @@ help:
 	@echo "make bench      run the benchmarks in bench/ (tables + bench/results/*.json; BENCH_ARGS=--quick)"
 	@echo "make format     apply ruff's formatting and safe fixes"
 	@echo "make constraints  re-resolve constraints/airflow-*.txt (MATRIX=\"3.0\" for one line)"
-	@echo "make tools      install Debian's chromium (ui test) and php (the doc's PHP examples) if missing"
+	@echo "make tools      install Debian's chromium (ui test), php (the doc's PHP examples) and redis-server (test-celery) if missing"
 
 venv: $(STAMP)
 
@@ -44,6 +45,17 @@ pytest: $(STAMP)
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 test: lint types pytest
+
+# The CeleryExecutor suite (tests/deployment/test_celery_executor.py, marker `celery`): a real Airflow
+# with Redis (Debian's redis-server, `make tools`) and two Celery workers. Slow and 3.3 only, so never
+# part of `make test` or the matrix; CI runs it as a step of its own. The venv gets the celery extra.
+CELERY_STAMP := $(VENV)/.installed-celery
+$(CELERY_STAMP): $(STAMP)
+	$(PY) -m pip install --quiet -c $(CONSTRAINTS) -e ".[dev,bench,release,celery]"
+	@touch $(CELERY_STAMP)
+
+test-celery: $(CELERY_STAMP)
+	$(PY) -m pytest -m celery tests/deployment $(PYTEST_ARGS)
 
 # Every Airflow line the provider claims, each in its own venv from constraints/airflow-<line>.txt.
 MATRIX ?=
@@ -74,8 +86,9 @@ constraints:
 	$(PYTHON) scripts/matrix.py constraints $(MATRIX)
 
 # Debian packages some tests drive: chromium for the ui test (Playwright never downloads a browser
-# here), and php for the API doc's PHP examples. Root needs no sudo.
-APT_PACKAGES := chromium php-cli php-curl
+# here), php for the API doc's PHP examples, and redis-server, the broker of `make test-celery` (the
+# test starts its own on a free port; no daemon is needed). Root needs no sudo.
+APT_PACKAGES := chromium php-cli php-curl redis-server
 browser tools:
 	@missing=""; for pkg in $(APT_PACKAGES); do dpkg -s $$pkg >/dev/null 2>&1 || missing="$$missing $$pkg"; done; \
 	if [ -z "$$missing" ]; then echo "installed: $(APT_PACKAGES)"; else \

@@ -3,10 +3,12 @@ A real Airflow deployment for tests: api-server, scheduler, dag-processor and tr
 
 As :func:`tests.airflow_api_server.running_api_server`, the deployment gets a throw-away
 ``AIRFLOW_HOME``, a SQLite database and a free loopback port, and none of the test process's own
-Airflow settings (tests/conftest.py). The scheduler runs tasks with the LocalExecutor. Each component
-runs in a process group of its own, killed as a whole afterwards: LocalExecutor workers and the
-triggerer's runner outlive their parent otherwise. A user ``admin`` logs in through
-``POST /auth/token``, as a user of the REST API would.
+Airflow settings (tests/conftest.py). The scheduler runs tasks with the LocalExecutor unless a test
+names another executor and starts its workers as more :class:`Component` s (the CeleryExecutor suite,
+tests/deployment/celery_deployment.py). Each component runs in a process group of its own, killed as
+a whole afterwards: LocalExecutor workers, Celery's pool and the triggerer's runner outlive their
+parent otherwise. A user ``admin`` logs in through ``POST /auth/token``, as a user of the REST API
+would.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ from airflow_provider_whatsinfinity.emulator.process import free_port
 from tests.airflow_api_server import airflow_env, migrate_database, tail
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterator
+    from collections.abc import Callable, Iterator, Mapping
 
 T = TypeVar("T")
 
@@ -46,6 +48,19 @@ TRIGGER_ENDED = (
 )
 
 
+@dataclass(frozen=True)
+class Component:
+    """
+    A process a deployment starts besides the four it always runs, such as a Celery worker.
+
+    :param command: The arguments after ``airflow``, such as ``("celery", "worker")``.
+    :param env: Environment variables of this process only, over the deployment's.
+    """
+
+    command: tuple[str, ...]
+    env: Mapping[str, str] = field(default_factory=dict)
+
+
 @dataclass
 class AirflowDeployment:
     """
@@ -57,6 +72,7 @@ class AirflowDeployment:
     :param logs: Each component's log file, by component.
     :param processes: Each component's process, by component.
     :param secrets: Strings never to show in a log tail (an API key passed in a connection).
+    :param killed: Components a test killed on purpose (:meth:`kill`): their exit is no failure.
     """
 
     url: str
@@ -66,6 +82,19 @@ class AirflowDeployment:
     logs: dict[str, Path]
     processes: dict[str, subprocess.Popen[bytes]]
     secrets: tuple[str, ...] = field(default=(), repr=False)
+    killed: set[str] = field(default_factory=set)
+
+    def kill(self, name: str) -> None:
+        """
+        Kill a component and everything it started at once (``SIGKILL`` to its process group), as a
+        lost machine would: nothing of it gets to clean up.
+
+        :param name: The component, such as ``worker-1``.
+        """
+        self.killed.add(name)
+        process = self.processes[name]
+        _signal_group(process, signal.SIGKILL)
+        process.wait(timeout=10)
 
     def assert_running(self) -> None:
         """Fail at once when a component has exited or a trigger has failed: waiting would only time out."""
@@ -81,7 +110,7 @@ class AirflowDeployment:
                     f"{self._hide(ended[0])[:500]}\nFirst error: {self._hide(first_error)[:700]}"
                 )
         for name, process in self.processes.items():
-            if process.poll() is not None:
+            if name not in self.killed and process.poll() is not None:
                 pytest.fail(f"airflow {name} exited with {process.returncode}; its log is below")
 
     def _hide(self, text: str) -> str:
@@ -195,7 +224,13 @@ def _stop_all(processes: list[subprocess.Popen[bytes]]) -> None:
 
 @contextlib.contextmanager
 def running_deployment(
-    home: Path, dags_folder: Path, *, secrets_to_hide: tuple[str, ...] = (), **settings: str
+    home: Path,
+    dags_folder: Path,
+    *,
+    secrets_to_hide: tuple[str, ...] = (),
+    executor: str = "LocalExecutor",
+    components: Mapping[str, Component] | None = None,
+    **settings: str,
 ) -> Iterator[AirflowDeployment]:
     """
     Migrate a database in ``home``, start the four components and yield the deployment once it answers.
@@ -203,6 +238,9 @@ def running_deployment(
     :param home: The throw-away ``AIRFLOW_HOME``; each component logs to ``<component>.log`` in it.
     :param dags_folder: The DAG files to deploy.
     :param secrets_to_hide: Strings redacted from log tails.
+    :param executor: The scheduler's ``[core] executor``, such as ``CeleryExecutor``.
+    :param components: More processes to start, by name, such as the executor's workers; started
+        after the four, and stopped with them.
     :param settings: More environment variables, such as ``AIRFLOW_CONN_...`` or
         ``AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL``.
     """
@@ -214,7 +252,7 @@ def running_deployment(
         home,
         PATH=os.pathsep.join([bin_dir, os.environ.get("PATH", "")]),
         AIRFLOW__CORE__DAGS_FOLDER=str(dags_folder),
-        AIRFLOW__CORE__EXECUTOR="LocalExecutor",
+        AIRFLOW__CORE__EXECUTOR=executor,
         AIRFLOW__CORE__PARALLELISM="4",
         AIRFLOW__CORE__EXECUTION_API_SERVER_URL=f"{url}/execution/",
         AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS="admin:admin",
@@ -231,18 +269,19 @@ def running_deployment(
     airflow = [sys.executable, "-m", "airflow"]
     migrate_database(env, home)
 
-    commands = {
-        "api-server": ["api-server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
-        **{component: [component] for component in COMPONENTS},
+    commands: dict[str, Component] = {
+        "api-server": Component(("api-server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1")),
+        **{name: Component((name,)) for name in COMPONENTS},
+        **(components or {}),
     }
     logs = {name: home / f"{name}.log" for name in commands}
     processes: dict[str, subprocess.Popen[bytes]] = {}
     try:
-        for name, command in commands.items():
+        for name, component in commands.items():
             with logs[name].open("wb") as log_file:
                 processes[name] = subprocess.Popen(
-                    [*airflow, *command],
-                    env=env,
+                    [*airflow, *component.command],
+                    env={**env, **component.env},
                     # Not the repo: ``python -m`` puts the working directory on sys.path, and the
                     # repo's *.egg-info would show Airflow the provider's entry points twice.
                     cwd=home,

@@ -53,6 +53,8 @@ from airflow_provider_whatsinfinity.client import AsyncWhatsInfinityClient
 from airflow_provider_whatsinfinity.validation import redact_url
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator
+
     from airflow_provider_whatsinfinity.hooks.whatsinfinity import WhatsInfinityHook
     from airflow_provider_whatsinfinity.models import SessionStatus
     from airflow_provider_whatsinfinity.retries import RetrySettings
@@ -173,7 +175,8 @@ class SessionCheckCache:
     """
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self.loop = loop
+        # Weak: the cache is the loop's value in _caches, and must not keep its key alive.
+        self._loop = weakref.ref(loop)
         self._entries: dict[CheckKey, _Entry] = {}
 
     @classmethod
@@ -193,9 +196,9 @@ class SessionCheckCache:
     def __repr__(self) -> str:
         return f"SessionCheckCache({list(self._entries)!r})"
 
-    def keys(self) -> list[CheckKey]:
-        """Return the keys that have subscribers."""
-        return list(self._entries)
+    def __iter__(self) -> Iterator[CheckKey]:
+        """Iterate over the keys that have subscribers."""
+        return iter(list(self._entries))
 
     def subscribe(self, key: CheckKey, client: AsyncWhatsInfinityClient) -> None:
         """
@@ -223,8 +226,8 @@ class SessionCheckCache:
             return
         del self._entries[key]
         latest, entry.latest = entry.latest, None
-        if asyncio.get_running_loop() is not self.loop:
-            return  # a loop that is gone: nothing of it can be awaited or closed from here
+        if asyncio.get_running_loop() is not self._loop():
+            return  # another loop's: nothing of it can be awaited or closed from here
         if latest is not None and not latest.task.done():
             latest.task.cancel()
             await asyncio.wait({latest.task})
@@ -234,11 +237,14 @@ class SessionCheckCache:
         """
         Return the session's status from a request sent less than ``max_age`` seconds ago, or a new one.
 
-        Raises what the request raised (each awaiting caller raises it).
+        Raises what the request raised (each awaiting caller raises it), and ``RuntimeError`` when
+        called from another event loop than the cache's.
 
         :param key: A key subscribed with :meth:`subscribe`.
         :param max_age: How old, in seconds from when it was sent, a shared answer may be.
         """
+        if asyncio.get_running_loop() is not self._loop():
+            raise RuntimeError("This SessionCheckCache belongs to another event loop; use of_running_loop()")
         entry = self._entries[key]
         asked = time.monotonic()
         request = entry.latest
@@ -258,7 +264,7 @@ class SessionCheckCache:
 
     def _send(self, key: CheckKey, entry: _Entry, asked: float) -> _Request:
         """Start a request on the entry's client; it becomes the one later askers may share."""
-        request = _Request(asked, self.loop.create_task(entry.client.check_session()))
+        request = _Request(asked, asyncio.get_running_loop().create_task(entry.client.check_session()))
         request.task.add_done_callback(lambda task: self._settled(key, request))
         entry.latest = request
         return request

@@ -7,14 +7,17 @@ Against the emulator over HTTP; requests are counted in the emulator's own reque
 from __future__ import annotations
 
 import asyncio
+import gc
 import hashlib
 import json
 import time
+import weakref
 from typing import Any
 
 import pytest
 
 from airflow_provider_whatsinfinity.hooks.whatsinfinity import WhatsInfinityHook
+from airflow_provider_whatsinfinity.retries import RetrySettings
 from airflow_provider_whatsinfinity.triggers import shared_check
 from airflow_provider_whatsinfinity.triggers.shared_check import CheckKey, SessionCheckCache
 from airflow_provider_whatsinfinity.triggers.whatsinfinity import WhatsInfinitySessionReadyTrigger
@@ -43,7 +46,7 @@ def checks(emulator, session: str = SESSION) -> list[dict[str, Any]]:
 
 async def first_payload(trigger: WhatsInfinitySessionReadyTrigger) -> dict[str, Any]:
     """Run a trigger as the triggerer does until its event; close it; return the payload."""
-    run = trigger.run()
+    run: Any = trigger.run()  # an async generator, closed as the triggerer closes it
     try:
         event = await run.__anext__()
     finally:
@@ -242,6 +245,29 @@ def test_a_new_event_loop_never_awaits_the_old_loops_request(emulator):
     assert old_loop not in shared_check._caches or len(shared_check._caches[old_loop]) == 0
 
 
+def test_a_loops_cache_goes_with_its_loop_and_serves_no_other(emulator):
+    emulator.create_session(SESSION, KEY, link=True)
+
+    async def wait() -> tuple[weakref.ref[asyncio.AbstractEventLoop], SessionCheckCache]:
+        await first_payload(WhatsInfinitySessionReadyTrigger("wi_right", 60))
+        return weakref.ref(asyncio.get_running_loop()), SessionCheckCache.of_running_loop()
+
+    loop_ref, cache = asyncio.run(wait())
+    key = CheckKey("http://127.0.0.1:1", SESSION, "0" * 64, 30.0, RetrySettings())
+    with pytest.raises(RuntimeError, match="another event loop"):
+        asyncio.run(cache.check(key, max_age=60))
+    gc.collect()
+    old_loop = loop_ref()
+    if old_loop is not None:  # asgiref's sync_to_async keeps the last loop it ran from in a thread-local
+        assert not any(referrer is cache.__dict__ for referrer in gc.get_referrers(old_loop))
+
+        async def new_loop_cache() -> None:
+            SessionCheckCache.of_running_loop()
+
+        asyncio.run(new_loop_cache())
+        assert old_loop not in shared_check._caches  # closed: forgotten when a new loop's cache is made
+
+
 def test_entries_live_while_their_triggers_wait(emulator):
     emulator.create_session(SESSION, KEY)
     emulator.create_session(OTHER_SESSION, OTHER_KEY)
@@ -250,12 +276,13 @@ def test_entries_live_while_their_triggers_wait(emulator):
         cache = SessionCheckCache.of_running_loop()
         tasks = start("wi_right", 5, 0.2) + start("wi_other", 5, 0.2)
         await asyncio.sleep(0.8)
-        assert sorted(key.session_id for key in cache.keys()) == sorted([SESSION, OTHER_SESSION])
+        assert sorted(key.session_id for key in cache) == sorted([SESSION, OTHER_SESSION])
         shown = repr(cache)
-        assert KEY not in shown and OTHER_KEY not in shown
+        assert KEY not in shown
+        assert OTHER_KEY not in shown
         await asyncio.to_thread(emulator.link, SESSION)
         await asyncio.gather(*tasks[:5])
-        assert [key.session_id for key in cache.keys()] == [OTHER_SESSION]
+        assert [key.session_id for key in cache] == [OTHER_SESSION]
         for task in tasks[5:]:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
@@ -291,7 +318,8 @@ def test_a_check_key_holds_no_key():
         return CheckKey.of(client(KEY)), CheckKey.of(client(KEY)), CheckKey.of(client(WRONG_KEY))
 
     same, again, other = asyncio.run(keys())
-    assert same == again and hash(same) == hash(again)
+    assert same == again
+    assert hash(same) == hash(again)
     assert same != other
     plain = hashlib.sha256(KEY.encode()).hexdigest()
     for text in (repr(same), str(same.__dict__)):

@@ -3,9 +3,10 @@
 
 Starts the emulator (sessions link themselves after a second, media URLs are downloaded), a web
 server for the report files, and a throw-away Airflow home; points the ``whatsinfinity_default``
-connection at the emulator through ``AIRFLOW_CONN_WHATSINFINITY_DEFAULT``; runs example DAGs 1 to 3
-with ``airflow dags test``; prints what the emulated phones received; stops everything. Exits
-non-zero when anything failed.
+connection at the emulator through ``AIRFLOW_CONN_WHATSINFINITY_DEFAULT``, and the many-sessions
+example's ``whatsinfinity_a`` to ``_c`` at three more sessions the same way; runs the example DAGs
+listed below with ``airflow dags test``; prints what the emulated phones received; stops everything.
+Exits non-zero when anything failed.
 """
 
 from __future__ import annotations
@@ -28,11 +29,26 @@ from airflow_provider_whatsinfinity.emulator.process import EmulatorProcess, fre
 REPO = Path(__file__).resolve().parents[1]
 SESSION = "demo-session"
 API_KEY = "demo-session-key-0123"
+#: The sessions of example_whatsinfinity_many_sessions: connection id -> (session ID, API key).
+MANY_SESSIONS = {
+    "whatsinfinity_a": ("demo-session-a", "demo-session-a-key-0123"),
+    "whatsinfinity_b": ("demo-session-b", "demo-session-b-key-0123"),
+    "whatsinfinity_c": ("demo-session-c", "demo-session-c-key-0123"),
+}
 DAGS = [
     ("example_whatsinfinity_daily_report", "daily PDF report to two recipients"),
     ("example_whatsinfinity_sensor_gated", "deferrable sensor, then a text and a chart"),
     ("example_whatsinfinity_failure_alerts", "a failing task alerts the on-call phone"),
+    (
+        "example_whatsinfinity_many_sessions",
+        "one report to six people over three sessions: one task, then one mapped task per session",
+    ),
 ]
+
+
+def connection(url: str, session_id: str, api_key: str) -> str:
+    """An ``AIRFLOW_CONN_...`` value: a WhatsInfinity connection to one of the emulator's sessions."""
+    return json.dumps({"conn_type": "whatsinfinity", "host": url, "login": session_id, "password": api_key})
 
 
 def wait_until_up(url: str, process: subprocess.Popen[bytes], what: str) -> None:
@@ -77,9 +93,11 @@ def main() -> int:
         "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{work}/airflow/airflow.db",
         "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "example_dags"),
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-        "AIRFLOW_CONN_WHATSINFINITY_DEFAULT": json.dumps(
-            {"conn_type": "whatsinfinity", "host": emulator.url, "login": SESSION, "password": API_KEY}
-        ),
+        "AIRFLOW_CONN_WHATSINFINITY_DEFAULT": connection(emulator.url, SESSION, API_KEY),
+        **{
+            f"AIRFLOW_CONN_{conn_id.upper()}": connection(emulator.url, session_id, api_key)
+            for conn_id, (session_id, api_key) in MANY_SESSIONS.items()
+        },
     }
     airflow = str(Path(sys.executable).with_name("airflow"))
     files: subprocess.Popen[bytes] | None = None
@@ -110,6 +128,9 @@ def main() -> int:
 
         status = emulator.create_session(SESSION, API_KEY)["status"]
         print(f"Session {SESSION!r} created: {status} (the phone scans it in a second)")
+        for session_id, api_key in MANY_SESSIONS.values():
+            emulator.create_session(session_id, api_key)
+        print(f"Sessions {', '.join(repr(s) for s, _ in MANY_SESSIONS.values())} created the same way")
 
         print(f"Airflow home {work / 'airflow'}: migrating its database...")
         subprocess.run([airflow, "db", "migrate"], env=env, check=True, capture_output=True)

@@ -31,6 +31,25 @@ def airflow_env(airflow_db, whatsinfinity_emulator, monkeypatch):
     return whatsinfinity_emulator
 
 
+#: The sessions of ``example_whatsinfinity_many_sessions``: connection id -> (session ID, API key).
+EXAMPLE_SESSIONS = {
+    "whatsinfinity_a": ("session-a", "session-a-key-0123"),
+    "whatsinfinity_b": ("session-b", "session-b-key-0123"),
+    "whatsinfinity_c": ("session-c", "session-c-key-0123"),
+}
+
+
+@pytest.fixture
+def example_sessions(airflow_env, monkeypatch):
+    """The default session, and the many-sessions example's three, each linked, with its connection."""
+    for conn_id, (session_id, key) in EXAMPLE_SESSIONS.items():
+        airflow_env.create_session(session_id, key, link=True)
+        monkeypatch.setenv(
+            f"AIRFLOW_CONN_{conn_id.upper()}", connection_json(airflow_env.url, session_id, key)
+        )
+    return airflow_env
+
+
 def example_module(name: str) -> Any:
     """Import an example DAG module the way the DAG processor would, with its folder on sys.path."""
     if str(EXAMPLE_DAGS) not in sys.path:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+from collections import Counter
 
 import pytest
 
@@ -11,6 +12,7 @@ from airflow_provider_whatsinfinity.triggers.whatsinfinity import WhatsInfinityS
 from tests.common import KEY, PHONE, SESSION, connection_json, decode_qr
 from tests.dags.conftest import (
     EXAMPLE_DAGS,
+    EXAMPLE_SESSIONS,
     dag_bag,
     example_module,
     load_example,
@@ -25,10 +27,13 @@ def test_every_example_parses_without_import_errors():
     bag = dag_bag(EXAMPLE_DAGS)
     assert bag.import_errors == {}
     assert sorted(bag.dag_ids) == sorted(EXAMPLES)
-    assert len(EXAMPLES) == 5
+    assert len(EXAMPLES) == 6
     for dag in bag.dags.values():
         assert "whatsinfinity_conn_id" in dag.params
-        assert dag.params["whatsinfinity_conn_id"] == "whatsinfinity_default"
+        if dag.dag_id == "example_whatsinfinity_many_sessions":
+            assert dag.params["whatsinfinity_conn_id"] == list(EXAMPLE_SESSIONS)
+        else:
+            assert dag.params["whatsinfinity_conn_id"] == "whatsinfinity_default"
         assert "example" in dag.tags
 
 
@@ -155,6 +160,47 @@ def test_onboarding_an_existing_linked_session_goes_straight_to_the_welcome(airf
         "success",
     )
     assert len(airflow_env.outbox()) == 1
+
+
+def test_many_sessions_sends_the_report_once_each_way_each_chunk_through_its_session(example_sessions):
+    # Seven: the sessions' chunks differ in size (3, 2, 2).
+    recipients = [f"9198765432{n:02d}" for n in range(7)]
+    run = load_example("example_whatsinfinity_many_sessions").test(run_conf={"recipients": recipients})
+    assert str(run.state) == "success", task_states(run)
+    tis = run.get_task_instances()
+    assert {(ti.task_id, ti.map_index): str(ti.state) for ti in tis} == {
+        ("recipients", -1): "success",
+        ("send_over_sessions", -1): "success",
+        ("split_per_session", -1): "success",
+        **{("send_per_session", n): "success" for n in range(len(EXAMPLE_SESSIONS))},
+    }
+    mapped = sorted((ti for ti in tis if ti.task_id == "send_per_session"), key=lambda ti: ti.map_index)
+    assert [ti.rendered_map_index for ti in mapped] == list(EXAMPLE_SESSIONS)
+    chunks = {conn_id: recipients[n :: len(EXAMPLE_SESSIONS)] for n, conn_id in enumerate(EXAMPLE_SESSIONS)}
+
+    outbox = example_sessions.outbox()
+    day = run.run_after.strftime("%Y-%m-%d")
+    assert all(m["message"].startswith(f"Stock report for {day}: ") for m in outbox)
+    one_task = "\n(One task over every session.)"
+    per_session = "\n(This session's own mapped task.)"
+    assert Counter(m["to"] for m in outbox if m["message"].endswith(one_task)) == Counter(recipients)
+    assert Counter(m["to"] for m in outbox if m["message"].endswith(per_session)) == Counter(recipients)
+    assert len(outbox) == 2 * len(recipients)
+    for conn_id, (session_id, _) in EXAMPLE_SESSIONS.items():
+        sent = example_sessions.outbox(session_id)
+        assert [m["to"] for m in sent if m["message"].endswith(per_session)] == chunks[conn_id]
+        # The one task spread the list the same way, its sessions sending concurrently.
+        assert sorted(m["to"] for m in sent if m["message"].endswith(one_task)) == sorted(chunks[conn_id])
+    assert example_sessions.outbox(SESSION) == []
+
+    [one] = [ti for ti in tis if ti.task_id == "send_over_sessions"]
+    results = one.xcom_pull(task_ids="send_over_sessions")
+    assert [r["to"] for r in results] == recipients
+    assert {r["to"]: r["whatsinfinity_conn_id"] for r in results} == {
+        number: conn_id for conn_id, chunk in chunks.items() for number in chunk
+    }
+    assert not any("reassigned_from" in r for r in results)
+    assert one.xcom_pull(task_ids="send_over_sessions", key="failed_sessions") is None
 
 
 def test_no_xcom_holds_the_api_key(airflow_env, report_server):

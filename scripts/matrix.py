@@ -52,7 +52,7 @@ RELEASES = {
     "3.0": Release("3.0.6", "2025-08-30"),
     "3.1": Release("3.1.8", "2026-03-12"),
     "3.2": Release("3.2.2", "2026-05-30"),
-    "3.3": Release("3.3.2", None, extras="dev,bench,release"),
+    "3.3": Release("3.3.2", None, extras="dev,bench,release,celery"),
 }
 NEWEST = max(RELEASES, key=lambda line: tuple(map(int, line.split("."))))
 

@@ -118,6 +118,8 @@ def decode_qr(png: bytes) -> str:
 
     [text] = {
         str(code.text)
-        for code in zxingcpp.read_barcodes(Image.open(io.BytesIO(png)), formats=zxingcpp.BarcodeFormat.QRCode)
+        for code in zxingcpp.read_barcodes(
+            Image.open(io.BytesIO(png)), formats=zxingcpp.BarcodeFormats(zxingcpp.BarcodeFormat.QRCode)
+        )
     }
     return text

@@ -32,7 +32,7 @@ from __future__ import annotations
 import ast
 import functools
 from functools import cached_property
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn, cast
 
 from airflow_provider_whatsinfinity._compat import AirflowException, AirflowFailException, conf
 from airflow_provider_whatsinfinity.exceptions import (
@@ -46,6 +46,7 @@ from airflow_provider_whatsinfinity.exceptions import (
 )
 from airflow_provider_whatsinfinity.media_urls import SIGNED_URL_EXPIRY, public_url_for
 from airflow_provider_whatsinfinity.operators.base import WhatsInfinityBaseOperator
+from airflow_provider_whatsinfinity.spec import DEFAULT_CONN_ID
 from airflow_provider_whatsinfinity.task_helpers import as_bool, raise_for_task, recipients_of, run_in_task
 
 if TYPE_CHECKING:
@@ -168,9 +169,11 @@ class _SendOperator(WhatsInfinityBaseOperator):
         dry_run: bool | str = False,
         deferrable: bool | str | None = None,
         defer_threshold: float = DEFAULT_DEFER_THRESHOLD,
+        whatsinfinity_conn_id: str | list[str] = DEFAULT_CONN_ID,
         **kwargs: Any,
     ) -> None:
-        super().__init__(**kwargs)
+        # A list is read by connection_ids(); the hook of the base class is never built from it.
+        super().__init__(whatsinfinity_conn_id=cast("str", whatsinfinity_conn_id), **kwargs)
         self.to = to
         # Not "self.dry_run": BaseOperator.dry_run() is a method that `airflow tasks test --dry-run` calls.
         self.is_dry_run = dry_run

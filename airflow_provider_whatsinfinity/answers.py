@@ -68,13 +68,13 @@ def _result_of(call: _Call[T], outcome: Outcome, api_key: str, shown_url: str) -
     :param shown_url: The base URL as errors show it.
     """
     if isinstance(outcome, httpx.Response):
-        return call.parse(_answer(call, outcome))
+        return call.parse(_answer(call, outcome, api_key))
     # Chained for the traceback, but not an h11 refusal: its text quotes the header (the key).
     cause = None if isinstance(outcome, httpx.LocalProtocolError) else outcome
     raise _transport_error(call, outcome, api_key, shown_url) from cause
 
 
-def _answer(call: _Call[Any], response: httpx.Response) -> _Answer:
+def _answer(call: _Call[Any], response: httpx.Response, api_key: str = "") -> _Answer:
     request_id = response.headers.get("x-request-id")
     content_type = response.headers.get("content-type", "")
     if response.is_success and call.name == "qr" and content_type.startswith("image/"):
@@ -92,20 +92,29 @@ def _answer(call: _Call[Any], response: httpx.Response) -> _Answer:
         answer = _Answer(data if isinstance(data, dict) else {"items": data}, request_id)
         if call.path != "/send" or isinstance(answer.data.get("queued"), bool):
             return answer
-    raise _error_for(call, response, body if isinstance(body, dict) else None, request_id)
+    raise _error_for(call, response, body if isinstance(body, dict) else None, request_id, api_key)
 
 
 def _error_for(
-    call: _Call[Any], response: httpx.Response, body: dict[str, Any] | None, request_id: str | None
+    call: _Call[Any],
+    response: httpx.Response,
+    body: dict[str, Any] | None,
+    request_id: str | None,
+    api_key: str = "",
 ) -> WhatsInfinityError:
     status = response.status_code
+
+    def hidden(text: str | None) -> str | None:
+        # A gateway may quote the key it refused ("API key '...' is revoked"): never in an error.
+        return text.replace(api_key, "***") if text and api_key else text
+
     details: str | None
     if body is None or (response.is_success and body.get("success") is not False):
-        snippet = response.text[:200].strip() or "an empty body"
+        snippet = hidden(response.text[:200].strip()) or "an empty body"
         error_text, details = None, f"unreadable answer: {snippet}"
     else:
-        error_text = text_or_none(body.get("error"))
-        details = text_or_none(body.get("details"))
+        error_text = hidden(text_or_none(body.get("error")))
+        details = hidden(text_or_none(body.get("details")))
     said = ": ".join(part for part in (error_text, details) if part) or response.reason_phrase
     message = f"{call.name} failed with HTTP {status}: {said}"
     fields: dict[str, Any] = {

@@ -284,6 +284,8 @@ class DeliveryRecord:
         self._stamp = run_stamp
         self._entries: dict[str, Any] = {}
         self._sessions: dict[str, str] = {}
+        self._handed: dict[str, str] = {}
+        self._failed: dict[str, str] = {}
         self._legacy = False
         self._saved = False
         #: Whether an earlier try of this run sent the whole list.
@@ -302,9 +304,14 @@ class DeliveryRecord:
             if "completed" in stored and (run_stamp is None or stored["completed"] != run_stamp):
                 stored = {"sends": {}}  # the list went out in full, and the task was cleared since
             self._entries = dict(stored["sends"])
-            sessions = stored.get("sessions")
-            if isinstance(sessions, dict):
-                self._sessions = {str(key): str(conn_id) for key, conn_id in sessions.items()}
+            for name, kept in (
+                ("sessions", self._sessions),
+                ("handed", self._handed),
+                ("failed", self._failed),
+            ):
+                value = stored.get(name)
+                if isinstance(value, dict):
+                    kept.update({str(key): str(text) for key, text in value.items()})
             self.completed = "completed" in stored
         legacy = store.get(self.LEGACY_KEY)
         if isinstance(legacy, dict) and legacy:
@@ -339,19 +346,39 @@ class DeliveryRecord:
         """
         return self._sessions.get(send.key)
 
-    def assign(self, sessions: dict[PlannedSend, str]) -> None:
+    def handed_from(self, send: PlannedSend) -> str | None:
+        """
+        Return the connection that failed for good and handed this send over, if one did.
+
+        :param send: The send.
+        """
+        return self._handed.get(send.key)
+
+    @property
+    def failed_sessions(self) -> dict[str, str]:
+        """The connections that failed for good in this run, each with what its error was."""
+        return dict(self._failed)
+
+    def assign(
+        self, sessions: dict[PlannedSend, str], failed: str | None = None, failure: str | None = None
+    ) -> None:
         """
         Record which connection (session) sends each of these sends; one write for them all.
 
         A retry and a resumed deferral send each one through the same session, and a session that fails
-        for good hands its unsent ones over by assigning them again.
+        for good hands its unsent ones over by assigning them again, naming itself and its failure.
 
         :param sessions: The connection id of each send.
+        :param failed: The connection that failed for good and hands these sends over, if one does.
+        :param failure: What its error was (its type, status and ``requestId``; never the server's text).
         """
         changed = {
             send.key: conn_id for send, conn_id in sessions.items() if self._sessions.get(send.key) != conn_id
         }
-        if changed:
+        if failed is not None:
+            self._handed.update(dict.fromkeys(changed, failed))
+            self._failed[failed] = failure or "failed"
+        if changed or failed is not None:
             self._sessions.update(changed)
             self._save()
 
@@ -459,15 +486,20 @@ class DeliveryRecord:
     def _save(self) -> None:
         if self._store is None:
             return
-        if not self._entries and not self._sessions and not self.completed:
+        if not self._entries and not self._sessions and not self._failed and not self.completed:
             if self._saved:
                 self._store.delete(self.KEY)  # nothing to remember: nothing left behind
                 self._saved = False
         else:
             self._saved = True
             value: dict[str, Any] = {"sends": self._entries}
-            if self._sessions:
-                value["sessions"] = self._sessions
+            for name, kept in (
+                ("sessions", self._sessions),
+                ("handed", self._handed),
+                ("failed", self._failed),
+            ):
+                if kept:
+                    value[name] = kept
             if self.completed:
                 value["completed"] = self._stamp
             self._store.set(self.KEY, value)

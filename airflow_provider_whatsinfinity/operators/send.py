@@ -30,7 +30,7 @@ The hook and the client are imported only when a task runs, to keep DAG parsing 
 from __future__ import annotations
 
 import ast
-import functools
+import time
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, NoReturn, cast
 
@@ -152,11 +152,33 @@ class _Session:
         self.stopped: WhatsInfinityError | None = None
         #: The refusal it waits out in the triggerer (rate window, full queue), and for how long.
         self.waiting: tuple[WhatsInfinityError, float] | None = None
+        #: How many it sent in this execution.
+        self.sent = 0
+        #: Whether a request of its may be on the wire now (from the pending mark to the answer).
+        self.in_flight = False
+        #: Set when the send must stop: no request of its leaves any more.
+        self.halted = False
 
     @property
     def takes_more(self) -> bool:
         """Whether it can be given more sends: it has neither failed nor stopped."""
         return self.failed is None and self.stopped is None
+
+
+def _described(error: WhatsInfinityError | None) -> str:
+    """Name an error by its type, status and ``requestId`` only: never the server's text (or a key in it)."""
+    if error is None:
+        return "failed"
+    parts = [type(error).__name__]
+    if error.status_code is not None:
+        parts.append(f"HTTP {error.status_code}")
+    if error.request_id:
+        parts.append(f"requestId {error.request_id}")
+    return ", ".join(parts)
+
+
+class _Halted(Exception):
+    """Raised instead of sending, once the send stopped: nothing left, nothing is marked."""
 
 
 class _SendOperator(WhatsInfinityBaseOperator):
@@ -250,8 +272,9 @@ class _SendOperator(WhatsInfinityBaseOperator):
         the same list in another order, or read anew from XCom, sends nobody twice.
 
         :param context: The task's context.
-        :param event: The trigger's event: ``{"state": {"idle", "sent"}}``, the deferrals in a row
-            after which nothing was sent, and how many sends the record held when the task deferred.
+        :param event: The trigger's event: ``{"state": {"sent", "idle", "due"}}``: how many sends the
+            record held when the task deferred, and by connection the deferrals in a row after which it
+            sent nothing and when its wait ends. Counters, never a phone number.
         """
         state = event.get("state") if isinstance(event, dict) else None
         self._resumed = state if isinstance(state, dict) else {}
@@ -337,7 +360,11 @@ class _SendOperator(WhatsInfinityBaseOperator):
                     "it (outcome unknown); not sent again"
                 )
             else:
-                sessions[sessions_of[planned]].queue.append((number, planned))
+                session = sessions[sessions_of[planned]]
+                session.queue.append((number, planned))
+                handed_from = record.handed_from(planned)
+                if handed_from is not None:
+                    session.handed[planned.key] = handed_from
         if skipped:
             self.log.info(
                 "Skipping %d of %d recipients: already sent (by an earlier try, or before a deferral)",
@@ -345,6 +372,7 @@ class _SendOperator(WhatsInfinityBaseOperator):
                 len(sends),
             )
         held = record.sent_count()
+        self._started = time.time()
         run_in_task(self._drive(sessions, record, unsent, results, defers, several, len(sends)))
         self._settle(sessions, record, unsent, context, several, held)
         record.complete()  # a retry of this run sends nobody again; a clear of the task sends again
@@ -398,32 +426,58 @@ class _SendOperator(WhatsInfinityBaseOperator):
         """
         Run every session's queue concurrently, hand over the queues of sessions that failed for good.
 
-        An error that must stop everything (a record that cannot be written, the task's
-        ``execution_timeout``) cancels the other sessions at once, as it would stop a blocking send: a
-        send cancelled while its request may be on the wire keeps its ``pending`` mark, never to be
-        sent again by this task.
+        An error that stops the send (a record that cannot be written) stops every session before its
+        next request: sessions waiting between requests are cancelled, and a request on the wire is
+        let finish and recorded, so that it is not reported as "maybe sent" for nothing. The task's
+        ``execution_timeout`` (a ``BaseException``) cancels everything at once, as it would stop a
+        blocking send; a request cancelled on the wire keeps its ``pending`` mark, never to be sent
+        again by this task.
         """
         import asyncio
 
         running: dict[asyncio.Future[None], _Session] = {}
+        errors: list[Exception] = []
 
         def start(session: _Session) -> None:
             args = (session, record, unsent, results, defers, several, total)
             running[asyncio.ensure_future(self._run_session(*args))] = session
 
+        def stop(error: Exception) -> None:
+            errors.append(error)
+            for task, session in running.items():
+                session.halted = True
+                if not session.in_flight:
+                    task.cancel()
+
         try:
-            for session in sessions.values():
-                if session.queue:
-                    start(session)
-            while running:
+            while True:
+                if not errors and unsent.stopped is None:
+                    for session in sessions.values():
+                        idle = session not in running.values() and session.waiting is None
+                        if idle and session.queue and session.takes_more:
+                            start(session)
+                if not running:
+                    break
                 done, _ = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
+                # The whole batch first: a receiver of a hand-over that finished in this same batch must
+                # be started again, not taken for running.
+                finished = [running.pop(task) for task in done]
                 for task in done:
-                    session = running.pop(task)
-                    task.result()  # an error here stops everything (see the finally below)
-                    if session.failed is not None and session.queue and unsent.stopped is None:
-                        for receiver in self._hand_over(session, sessions, record):
-                            if receiver.waiting is None and receiver not in running.values():
-                                start(receiver)
+                    error = None if task.cancelled() else task.exception()
+                    if isinstance(error, Exception):
+                        stop(error)
+                    elif error is not None:
+                        raise error
+                if errors or unsent.stopped is not None:
+                    continue
+                try:
+                    for session in finished:
+                        if session.failed is not None and session.queue:
+                            self._hand_over(session, sessions, record)
+                except Exception as error:  # the record could not be written: nothing more is sent
+                    stop(error)
+            if errors:
+                raise errors[0]
         finally:
             for task in running:
                 task.cancel()
@@ -442,11 +496,13 @@ class _SendOperator(WhatsInfinityBaseOperator):
         total: int,
     ) -> None:
         """Send a session's queue in order, until it is empty, the session stops, or answers are lost."""
-        while session.queue and unsent.stopped is None:
+        while session.queue and unsent.stopped is None and not session.halted:
             number, planned = session.queue[0]
             where = f"recipient {number} of {total} ({planned.digits})"
             try:
                 result = await self._deliver(planned, where, session, record, unsent, several)
+            except _Halted:
+                return
             except WhatsInfinityError as error:
                 if defers and isinstance(error, (RateLimitedError, QueueFullError)):
                     wait = (
@@ -471,22 +527,21 @@ class _SendOperator(WhatsInfinityBaseOperator):
                 return
             session.queue.pop(0)
             if result is not None:
+                session.sent += 1
                 for position in planned.positions:
                     results[position] = result
 
-    def _hand_over(
-        self, failed: _Session, sessions: dict[str, _Session], record: DeliveryRecord
-    ) -> list[_Session]:
+    def _hand_over(self, failed: _Session, sessions: dict[str, _Session], record: DeliveryRecord) -> None:
         """
         Give a failed session's unsent sends to the sessions that can still send, least loaded first.
 
-        With none left, the failed session's error stops the task. The new sessions are recorded
-        before any of them sends.
+        With none left, the failed session's error stops it (and the task). The new sessions, the
+        failed one and its error are recorded before any of them sends.
         """
         receivers = [session for session in sessions.values() if session.takes_more]
         if not receivers:
             failed.stopped = failed.failed
-            return []
+            return
         moved: dict[PlannedSend, str] = {}
         for number, planned in failed.queue:
             receiver = min(receivers, key=lambda session: len(session.queue))
@@ -494,14 +549,13 @@ class _SendOperator(WhatsInfinityBaseOperator):
             receiver.handed[planned.key] = failed.conn_id
             moved[planned] = receiver.conn_id
         failed.queue.clear()
-        record.assign(moved)
+        record.assign(moved, failed=failed.conn_id, failure=_described(failed.failed))
         self.log.warning(
             "Handed %d recipients of connection %r over to %s",
             len(moved),
             failed.conn_id,
             ", ".join(sorted({repr(conn_id) for conn_id in moved.values()})),
         )
-        return [session for session in receivers if session.conn_id in moved.values()]
 
     def _settle(
         self,
@@ -517,85 +571,130 @@ class _SendOperator(WhatsInfinityBaseOperator):
 
         :param held: How many sends the record held as sent before this execution sent anything.
         """
-        failed = {session.conn_id: session.failed for session in sessions.values() if session.failed}
+        failed = record.failed_sessions
         if failed:
-            named = {conn_id: f"{type(error).__name__}: {error}" for conn_id, error in failed.items()}
-            self.log.warning("Sessions that failed for good in this send: %s", named)
+            self.log.warning("Sessions that failed for good in this send: %s", failed)
             ti = context.get("ti")
             if ti is not None:
-                ti.xcom_push(key="failed_sessions", value=named)
-        left = [(number, planned) for session in sessions.values() for number, planned in session.queue]
+                ti.xcom_push(key="failed_sessions", value=failed)
+        left = sorted(
+            ((number, planned) for session in sessions.values() for number, planned in session.queue),
+            key=lambda item: item[0],
+        )
         if unsent.stopped is not None:
             # Answers are being lost (a proxy, an outage): sending on would turn everyone left into
             # "unknown". Those not yet sent certainly were not.
-            for number, planned in sorted(left, key=lambda item: item[0]):
+            for number, planned in left:
                 unsent.add(f"recipient {number} of {unsent.total} ({planned.digits}): not attempted")
                 unsent.not_attempted += 1
             unsent.fail_task(self.log.error)
         stopped = [session.stopped for session in sessions.values() if session.stopped is not None]
         if stopped:
             unsent.log(self.log.error)
-            if left:
+            # A transient error first: its retry sends everyone left, through every session.
+            error = next((error for error in stopped if error.transient), stopped[0])
+            if left and error.transient:
                 self.log.error("%d recipients were not sent to; a retry sends them", len(left))
-            raise_for_task(stopped[0])
-        waiting = [session.waiting for session in sessions.values() if session.waiting and session.queue]
+            raise_for_task(error)
+        waiting = [session for session in sessions.values() if session.waiting and session.queue]
         if waiting:
-            idle = 0 if record.sent_count() > held else int((self._resumed or {}).get("idle", 0)) + 1
-            error, wait = min(waiting, key=lambda pair: pair[1])
-            self._defer_for(error, wait, len(left), unsent.total, idle, record.sent_count())
+            self._defer_for(waiting, sessions, record, len(left), unsent.total, record.sent_count())
+        if left:
+            # Never reached by design; if it is, the task must not be stamped complete with people unsent.
+            raise AirflowException(
+                f"{len(left)} of {unsent.total} recipients were left unsent; a retry sends them"
+            )
         unsent.fail_task(self.log.error)
 
     def _defer_for(
-        self, error: WhatsInfinityError, wait: float, left: int, total: int, idle: int, sent: int
+        self,
+        waiting: list[_Session],
+        sessions: dict[str, _Session],
+        record: DeliveryRecord,
+        left: int,
+        total: int,
+        sent: int,
     ) -> NoReturn:
         """
-        Defer the task until a session may send again; it resumes in :meth:`execute_complete`.
+        Defer the task until the first waiting session may send again; it resumes in :meth:`execute_complete`.
 
         The refused sends were forgotten by the record (a 429 or a full queue certainly did not go
         out). The task fails instead, with the refusal (transient: ``retries`` apply), when the service
-        asks for more than :data:`MAX_DEFER_SECONDS` or after :data:`MAX_DEFERRALS_WITHOUT_PROGRESS`
-        deferrals in a row that sent nobody.
+        asks for more than :data:`MAX_DEFER_SECONDS`, or when a session was refused again, with
+        nothing sent, after :data:`MAX_DEFERRALS_WITHOUT_PROGRESS` deferrals that each outlasted its own
+        wait (a session still inside its window when the task resumed for another is not counted).
 
-        :param error: The refusal whose wait is the shortest of the waiting sessions'.
-        :param wait: Its wait, in seconds.
+        A session given up that way in a send over several hands its recipients to the others, which
+        go on; alone, it fails the task.
+
+        :param waiting: The sessions waiting, each with its refusal and wait.
+        :param sessions: Every session of the send.
+        :param record: The delivery record.
         :param left: How many sends are left.
         :param total: How many the list holds.
-        :param idle: Deferrals in a row, this one included, after which nothing was sent.
         :param sent: How many of the list the record holds as sent: the resumed run checks it reads as many.
         """
         from datetime import datetime, timedelta, timezone
 
         from airflow_provider_whatsinfinity.triggers.rate_window import WhatsInfinityRateWindowTrigger
 
-        if wait > MAX_DEFER_SECONDS:
-            self.log.error("Stopped with %d of %d recipients left: %s", left, total, error)
-            raise_for_task(error)
-        if idle > MAX_DEFERRALS_WITHOUT_PROGRESS:
-            self.log.error(
-                "Stopped with %d of %d recipients left: still refused after %d deferrals that sent nobody: "
-                "%s",
+        resumed = self._resumed or {}
+        was_idle: dict[str, Any] = resumed["idle"] if isinstance(resumed.get("idle"), dict) else {}
+        was_due: dict[str, Any] = resumed["due"] if isinstance(resumed.get("due"), dict) else {}
+        now = time.time()
+        idle, due = {}, {}
+        refusals = [(session, session.waiting) for session in waiting if session.waiting is not None]
+        for session, (error, wait) in refusals:
+            before = int(was_idle.get(session.conn_id, 0))
+            if session.sent:
+                idle[session.conn_id] = 0
+            elif self._started >= float(was_due.get(session.conn_id, 0)):
+                idle[session.conn_id] = before + 1  # its own wait had passed, and it was refused again
+            else:
+                idle[session.conn_id] = before
+            due[session.conn_id] = now + wait
+            if wait > MAX_DEFER_SECONDS or idle[session.conn_id] > MAX_DEFERRALS_WITHOUT_PROGRESS:
+                self.log.error(
+                    "%r stopped with %d of %d recipients left: %s%s",
+                    session.conn_id,
+                    left,
+                    total,
+                    f"still refused after {idle[session.conn_id] - 1} deferrals that sent nobody: "
+                    if wait <= MAX_DEFER_SECONDS
+                    else "the service asks for a wait longer than the longest deferral: ",
+                    error,
+                )
+                # Given up for this send: its recipients go to the other sessions, if any can take them.
+                session.failed, session.waiting = error, None
+                del idle[session.conn_id], due[session.conn_id]
+                self._hand_over(session, sessions, record)
+                if session.stopped is not None:
+                    raise_for_task(error)
+        pending = [session for session in sessions.values() if session.queue and session.takes_more]
+        waits = [session.waiting for session in pending if session.waiting is not None]
+        if len(waits) == len(pending):
+            error, wait = min(waits, key=lambda refusal: refusal[1])
+            self.log.info(
+                "%s (requestId %s) with %d of %d recipients left: deferring %.0f s, %s; the list resumes "
+                "there, and nobody already sent is sent again",
+                "Queue full" if isinstance(error, QueueFullError) else "Rate limited",
+                error.request_id,
                 left,
                 total,
-                idle - 1,
-                error,
+                wait,
+                "for the session's queue to drain"
+                if isinstance(error, QueueFullError)
+                else "until the session's rate window resets",
             )
-            raise_for_task(error)
-        queue = isinstance(error, QueueFullError)
-        self.log.info(
-            "%s (requestId %s) with %d of %d recipients left: deferring %.0f s, %s; the list resumes "
-            "there, and nobody already sent is sent again",
-            "Queue full" if queue else "Rate limited",
-            error.request_id,
-            left,
-            total,
-            wait,
-            "for the session's queue to drain" if queue else "until the session's rate window resets",
-        )
+        else:  # a session that can send now was handed recipients: resume at once
+            wait = 1.0
+            self.log.info(
+                "Deferring %.0f s to resume the sessions that took over; %d of %d left", wait, left, total
+            )
         moment = datetime.now(timezone.utc) + timedelta(seconds=wait)
+        state = {"sent": sent, "idle": idle, "due": due}
         self.defer(
-            trigger=WhatsInfinityRateWindowTrigger(
-                moment=moment.isoformat(), state={"idle": idle, "sent": sent}
-            ),
+            trigger=WhatsInfinityRateWindowTrigger(moment=moment.isoformat(), state=state),
             method_name="execute_complete",
         )
 
@@ -620,12 +719,21 @@ class _SendOperator(WhatsInfinityBaseOperator):
         from airflow_provider_whatsinfinity.client import SendCallbacks
         from airflow_provider_whatsinfinity.exceptions import NotOnWhatsAppError, ValidationError
 
-        callbacks = SendCallbacks(
-            before_send=functools.partial(record.mark_pending, planned),
-            on_refused=functools.partial(record.forget, planned),  # a wait after a certain refusal
-        )
+        def before_send() -> None:
+            if session.halted:
+                raise _Halted  # nothing leaves, nothing is marked
+            record.mark_pending(planned)
+            session.in_flight = True
+
+        def on_refused() -> None:  # a wait after a certain refusal
+            session.in_flight = False
+            record.forget(planned)
+
+        callbacks = SendCallbacks(before_send=before_send, on_refused=on_refused)
         try:
             result = (await session.send(planned.digits, callbacks)).to_dict()
+        except _Halted:
+            raise
         except OutcomeUnknownError as error:
             record.mark_unknown(planned)
             unsent.add(f"{where}: outcome unknown, not sent again: {error}", error)
@@ -638,6 +746,8 @@ class _SendOperator(WhatsInfinityBaseOperator):
         except WhatsInfinityError:
             record.forget(planned)  # refused before it was acted on: a retry may send it
             raise
+        finally:
+            session.in_flight = False  # no await until the answer is recorded: nothing cancels it now
         if several:
             result["whatsinfinity_conn_id"] = session.conn_id
             if planned.key in session.handed:

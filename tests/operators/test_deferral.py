@@ -9,6 +9,7 @@ trigger's event, as Airflow calls it after the triggerer fired. The record is th
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 
@@ -43,7 +44,9 @@ def test_a_deferral_carries_counters_and_never_a_phone_number(hook, linked):
         _operator().execute({"task_state_store": store, "ti": TI()})
     trigger = deferred.value.trigger
     assert isinstance(trigger, WhatsInfinityRateWindowTrigger)
-    assert trigger.state == {"idle": 0, "sent": 2}
+    assert trigger.state["sent"] == 2
+    assert trigger.state["idle"] == {"whatsinfinity_default": 0}  # it sent two before the refusal
+    assert trigger.state["due"]["whatsinfinity_default"] > time.time() + 20  # its window
     # The triggerer stores the kwargs and logs the event: no number of the list in either.
     serialized = json.dumps(trigger.serialize())
     assert not [number for number in RECIPIENTS if number in serialized]
@@ -51,14 +54,16 @@ def test_a_deferral_carries_counters_and_never_a_phone_number(hook, linked):
     assert [m["to"] for m in linked.outbox()] == RECIPIENTS[:2]
 
 
-def test_a_resume_in_the_same_window_defers_again_and_counts_the_idle_deferral(hook, linked):
+def test_a_resume_before_the_sessions_own_wait_ended_is_not_counted_idle(hook, linked):
     store = Store()
     context = {"task_state_store": store, "ti": TI()}
     with pytest.raises(TaskDeferred) as first:
         _operator().execute(context)
     with pytest.raises(TaskDeferred) as second:
         _operator().execute_complete(context, event={"state": first.value.trigger.state})
-    assert second.value.trigger.state == {"idle": 1, "sent": 2}  # nothing sent since
+    # Resumed inside the window (the trigger did not wait here): the refusal is not counted again.
+    assert second.value.trigger.state["idle"] == {"whatsinfinity_default": 0}
+    assert second.value.trigger.state["sent"] == 2
     assert [m["to"] for m in linked.outbox()] == RECIPIENTS[:2]  # nobody twice
 
 
@@ -67,7 +72,8 @@ def test_too_many_idle_deferrals_fail_the_task_for_its_retries(hook, linked):
     context = {"task_state_store": store, "ti": TI()}
     with pytest.raises(TaskDeferred):
         _operator().execute(context)
-    state = {"idle": MAX_DEFERRALS_WITHOUT_PROGRESS, "sent": 2}
+    # Resumed after its own wait passed, and refused again: one idle deferral too many.
+    state = {"idle": {"whatsinfinity_default": MAX_DEFERRALS_WITHOUT_PROGRESS}, "due": {}, "sent": 2}
     with pytest.raises(RateLimitedError):  # transient: the task's retries apply
         _operator().execute_complete(context, event={"state": state})
     assert [m["to"] for m in linked.outbox()] == RECIPIENTS[:2]
@@ -79,7 +85,7 @@ def test_a_resume_that_reads_back_fewer_sends_than_it_deferred_with_sends_nobody
     store = Store()
     with pytest.raises(AirflowFailException, match="could not be read back"):
         _operator().execute_complete(
-            {"task_state_store": store, "ti": TI()}, event={"state": {"idle": 0, "sent": 2}}
+            {"task_state_store": store, "ti": TI()}, event={"state": {"idle": {}, "due": {}, "sent": 2}}
         )
     assert linked.requests("/send") == []
 
@@ -91,7 +97,7 @@ def test_a_full_queue_defers_for_the_queue_to_drain(hook, linked):
     store = Store()
     with pytest.raises(TaskDeferred) as deferred:
         _operator(hook_params={"max_attempts": 1}).execute({"task_state_store": store, "ti": TI()})
-    assert deferred.value.trigger.state == {"idle": 0, "sent": 2}  # the list waits at the third
+    assert deferred.value.trigger.state["sent"] == 2  # the list waits at the third
     assert [m["to"] for m in linked.outbox()] == [PHONE, OTHER]
     assert store.values["whatsinfinity_delivery"]["sends"].keys() == {PHONE, OTHER}  # refused: forgotten
 

@@ -24,6 +24,8 @@ from bench import (
     parse_cost,
     request_overhead,
     state_file,
+    throughput,
+    worker_time,
 )
 from bench.common import RESULTS, machine_info, machine_line
 
@@ -69,6 +71,14 @@ BENCHMARKS: dict[str, tuple[Callable[[], Outcome], Callable[[], Outcome]]] = {
     "alert_storm": (
         lambda: alert_storm.run(runs=2, rate_window=2.0),
         lambda: alert_storm.run(runs=1, rate_window=1.0),
+    ),
+    "throughput": (
+        lambda: throughput.run(recipients=400, sessions=(1, 2, 4, 8), rate_window=2.0),
+        lambda: throughput.run(recipients=80, sessions=(1, 2, 4), rate_window=1.0),
+    ),
+    "worker_time": (
+        lambda: worker_time.run(recipients=40, rate_window=30.0),
+        lambda: worker_time.run(recipients=20, rate_window=10.0, variants=("default",)),
     ),
 }
 

@@ -136,8 +136,9 @@ def _rate_limit_pause(
     call: _Call[Any], error: RateLimitedError, budget: _Budget, retry: RetrySettings
 ) -> float:
     wait = max(float(error.retry_after or 1), 0.0)
-    # A little jitter keeps many clients from all coming back in the same instant.
-    pause = wait + random.uniform(0, min(0.5, 0.05 * wait + 0.05))
+    # A little jitter keeps many clients from all coming back in the same instant; little, because
+    # every millisecond of it is a millisecond of the session's window left unused (2% of a 2 s wait).
+    pause = wait + random.uniform(0, min(0.25, 0.02 * wait + 0.02))
     if budget.rate_limit_waited + pause > retry.max_rate_limit_wait:
         raise RateLimitedError(
             f"{call.name}: rate limited, and waiting another {wait:.0f} s would exceed "

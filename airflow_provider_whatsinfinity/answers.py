@@ -110,13 +110,14 @@ def _error_for(
 
     details: str | None
     if body is None or (response.is_success and body.get("success") is not False):
-        snippet = hidden(response.text[:200].strip()) or "an empty body"
+        snippet = (hidden(response.text) or "")[:200].strip() or "an empty body"  # hidden, then cut
         error_text, details = None, f"unreadable answer: {snippet}"
     else:
         error_text = hidden(text_or_none(body.get("error")))
         details = hidden(text_or_none(body.get("details")))
-    said = ": ".join(part for part in (error_text, details) if part) or response.reason_phrase
+    said = ": ".join(part for part in (error_text, details) if part) or hidden(response.reason_phrase) or ""
     message = f"{call.name} failed with HTTP {status}: {said}"
+    request_id = hidden(request_id)
     fields: dict[str, Any] = {
         "status_code": status,
         "error": error_text,

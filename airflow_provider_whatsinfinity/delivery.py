@@ -25,6 +25,7 @@ as *unknown*, never as "not started".
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -44,7 +45,7 @@ from airflow_provider_whatsinfinity._compat import (
 from airflow_provider_whatsinfinity.validation import normalize_phone
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Iterator, Sequence
 
     from airflow.sdk import Context
 
@@ -375,12 +376,13 @@ class DeliveryRecord:
         changed = {
             send.key: conn_id for send, conn_id in sessions.items() if self._sessions.get(send.key) != conn_id
         }
-        if failed is not None:
-            self._handed.update(dict.fromkeys(changed, failed))
-            self._failed[failed] = failure or "failed"
-        if changed or failed is not None:
+        if not changed and failed is None:
+            return
+        with self._changing():
+            if failed is not None:
+                self._handed.update(dict.fromkeys(changed, failed))
+                self._failed[failed] = failure or "failed"
             self._sessions.update(changed)
-            self._save()
 
     def result(self, send: PlannedSend) -> dict[str, Any] | None:
         """
@@ -432,8 +434,8 @@ class DeliveryRecord:
         A retry of this run (the task failed after ``execute``) sends nobody again; a user's clear
         starts a new run, and with it a new list.
         """
-        self.completed = True
-        self._save()
+        with self._changing():
+            self.completed = True
 
     @property
     def discard_on_success(self) -> bool:
@@ -475,13 +477,31 @@ class DeliveryRecord:
             )
 
     def _write(self, send: PlannedSend, entry: dict[str, Any] | None) -> None:
-        if entry is None:
-            if send.key not in self._entries:
-                return  # refused before it was ever marked: nothing to write
-            del self._entries[send.key]
-        else:
-            self._entries[send.key] = entry
-        self._save()
+        if entry is None and send.key not in self._entries:
+            return  # refused before it was ever marked: nothing to write
+        with self._changing():
+            if entry is None:
+                del self._entries[send.key]
+            else:
+                self._entries[send.key] = entry
+
+    @contextlib.contextmanager
+    def _changing(self) -> Iterator[None]:
+        """
+        Change the record in memory, then save it; a save that fails leaves the memory as it was.
+
+        Else a mark whose write failed (a ``pending`` for a request that then never left) would be
+        saved by the next write that succeeds, and its recipient never sent.
+        """
+        before = (dict(self._entries), dict(self._sessions), dict(self._handed), dict(self._failed))
+        completed = self.completed
+        try:
+            yield
+            self._save()
+        except BaseException:
+            self._entries, self._sessions, self._handed, self._failed = before
+            self.completed = completed
+            raise
 
     def _save(self) -> None:
         if self._store is None:

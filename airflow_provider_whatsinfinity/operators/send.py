@@ -342,7 +342,16 @@ class _SendOperator(WhatsInfinityBaseOperator):
         if defers and "max_rate_limit_wait" not in self.hook_params:
             # Short waits are slept here; a longer one is a deferral (see _defer_for).
             self.hook_params = {**self.hook_params, "max_rate_limit_wait": self.defer_threshold}
-        sessions = {conn_id: self._open_session(conn_id, dry_run) for conn_id in conn_ids}
+        # A session that failed for good earlier in this run (this try or one before it) is not used
+        # again: its recipients went to others, which must not hand them back. A clear starts afresh.
+        usable = [conn_id for conn_id in conn_ids if conn_id not in record.failed_sessions]
+        if not usable:
+            raise AirflowFailException(
+                f"Every connection failed for good earlier in this run ({record.failed_sessions}); nothing "
+                "more is sent. Fix them, then clear the task"
+            )
+        self._dry_run = dry_run
+        sessions = {conn_id: self._open_session(conn_id, dry_run) for conn_id in usable}
 
         results: list[dict[str, Any]] = [{} for _ in recipients]
         unsent = _Unsent(len(sends))
@@ -509,7 +518,7 @@ class _SendOperator(WhatsInfinityBaseOperator):
                         QUEUE_FULL_DEFER_SECONDS if isinstance(error, QueueFullError) else error.retry_after
                     )
                     session.waiting = (error, max(float(wait or self.defer_threshold or 1.0), 1.0))
-                elif several and isinstance(error, SESSION_FAILURES):
+                elif several and isinstance(error, SESSION_FAILURES) and not self._dry_run:
                     session.failed = error
                     self.log.error(
                         "Connection %r failed for good at %s: %s; its %d unsent recipients go to the other "
@@ -598,7 +607,7 @@ class _SendOperator(WhatsInfinityBaseOperator):
             raise_for_task(error)
         waiting = [session for session in sessions.values() if session.waiting and session.queue]
         if waiting:
-            self._defer_for(waiting, sessions, record, len(left), unsent.total, record.sent_count())
+            self._defer_for(waiting, sessions, record, len(left), unsent.total, record.sent_count() > held)
         if left:
             # Never reached by design; if it is, the task must not be stamped complete with people unsent.
             raise AirflowException(
@@ -613,7 +622,7 @@ class _SendOperator(WhatsInfinityBaseOperator):
         record: DeliveryRecord,
         left: int,
         total: int,
-        sent: int,
+        progressed: bool,
     ) -> NoReturn:
         """
         Defer the task until the first waiting session may send again; it resumes in :meth:`execute_complete`.
@@ -632,7 +641,7 @@ class _SendOperator(WhatsInfinityBaseOperator):
         :param record: The delivery record.
         :param left: How many sends are left.
         :param total: How many the list holds.
-        :param sent: How many of the list the record holds as sent: the resumed run checks it reads as many.
+        :param progressed: Whether this execution sent anyone.
         """
         from datetime import datetime, timedelta, timezone
 
@@ -670,6 +679,12 @@ class _SendOperator(WhatsInfinityBaseOperator):
                 self._hand_over(session, sessions, record)
                 if session.stopped is not None:
                     raise_for_task(error)
+        quiet = 0 if progressed else int(resumed.get("quiet", 0)) + 1
+        if quiet > 2 * MAX_DEFERRALS_WITHOUT_PROGRESS:
+            # However the sessions' own counts stand (handed around, resumed early), nothing went out.
+            error = min(refusals, key=lambda item: item[1][1])[1][0]
+            self.log.error("Stopped: %d deferrals in a row sent nobody: %s", quiet - 1, error)
+            raise_for_task(error)
         pending = [session for session in sessions.values() if session.queue and session.takes_more]
         waits = [session.waiting for session in pending if session.waiting is not None]
         if len(waits) == len(pending):
@@ -692,7 +707,7 @@ class _SendOperator(WhatsInfinityBaseOperator):
                 "Deferring %.0f s to resume the sessions that took over; %d of %d left", wait, left, total
             )
         moment = datetime.now(timezone.utc) + timedelta(seconds=wait)
-        state = {"sent": sent, "idle": idle, "due": due}
+        state = {"sent": record.sent_count(), "idle": idle, "due": due, "quiet": quiet}
         self.defer(
             trigger=WhatsInfinityRateWindowTrigger(moment=moment.isoformat(), state=state),
             method_name="execute_complete",
@@ -720,7 +735,7 @@ class _SendOperator(WhatsInfinityBaseOperator):
         from airflow_provider_whatsinfinity.exceptions import NotOnWhatsAppError, ValidationError
 
         def before_send() -> None:
-            if session.halted:
+            if session.halted or unsent.stopped is not None:
                 raise _Halted  # nothing leaves, nothing is marked
             record.mark_pending(planned)
             session.in_flight = True
@@ -728,6 +743,8 @@ class _SendOperator(WhatsInfinityBaseOperator):
         def on_refused() -> None:  # a wait after a certain refusal
             session.in_flight = False
             record.forget(planned)
+            if session.halted or unsent.stopped is not None:
+                raise _Halted  # not worth waiting for: the send is stopping
 
         callbacks = SendCallbacks(before_send=before_send, on_refused=on_refused)
         try:

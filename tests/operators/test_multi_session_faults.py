@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from airflow_provider_whatsinfinity._compat import AirflowFailException
 from airflow_provider_whatsinfinity.exceptions import RateLimitedError
 from airflow_provider_whatsinfinity.operators.whatsinfinity import WhatsInfinitySendTextOperator
 from tests.common import captured_logs, connection_json
@@ -233,3 +234,84 @@ def test_a_failed_session_is_kept_in_the_record_and_a_clear_starts_afresh(
     results = send(conn_ids, store, cleared)
     assert sent(whatsinfinity_emulator) == Counter(RECIPIENTS * 2)
     assert [r.get("reassigned_from") for r in results] == ["wi_alpha", None, "wi_alpha", None]
+
+
+class FailsMarkingThirdPending(Store):
+    """Answers 503 once: to the write that marks the third recipient (alpha's second send) pending."""
+
+    failed = False
+
+    def set(self, key: str, value: Any) -> None:
+        if not self.failed and (value.get("sends") or {}).get(RECIPIENTS[2], {}).get("state") == "pending":
+            self.failed = True
+            raise RuntimeError("task_state_store: the API server answered 503")
+        super().set(key, value)
+
+
+def test_a_pending_mark_whose_write_failed_is_not_saved_by_a_later_write(whatsinfinity_emulator, monkeypatch):
+    # The mark failed, so its request never left; beta's answer, recorded after, must not save the
+    # mark with it, or the retry would take the third recipient for "maybe sent" and never send it.
+    conn_ids = sessions(whatsinfinity_emulator, monkeypatch, "alpha", "beta")
+    whatsinfinity_emulator.add_fault("/send", "delay", seconds=1.0, times=1, bodyContains=RECIPIENTS[3])
+    store = FailsMarkingThirdPending()
+    with pytest.raises(RuntimeError, match="503"):
+        send(conn_ids, store, TI())
+    assert RECIPIENTS[2] not in store.values["whatsinfinity_delivery"]["sends"]
+    send(conn_ids, store, TI())
+    assert sent(whatsinfinity_emulator) == Counter(RECIPIENTS)
+
+
+@pytest.mark.whatsinfinity_emulator(rate_limit=1, rate_window=40.0, typing_delay=0.0)
+def test_a_stopping_send_does_not_wait_out_a_rate_limit_first(whatsinfinity_emulator, monkeypatch):
+    # beta's request is on the wire when the send stops (a failed write in alpha); its answer is a
+    # 429 for 40 s: the send stops there, without waiting 40 s to find out it must not send.
+    conn_ids = sessions(whatsinfinity_emulator, monkeypatch, "alpha", "beta")
+    whatsinfinity_emulator.add_fault("/send", "delay", seconds=0.3, times=1, bodyContains=RECIPIENTS[0])
+    whatsinfinity_emulator.add_fault("/send", "delay", seconds=1.0, times=1, bodyContains=RECIPIENTS[3])
+    started = time.monotonic()
+    with pytest.raises(RuntimeError, match="503"):
+        send(conn_ids, FailsMarkingThirdPending(), TI())
+    assert time.monotonic() - started < 20  # not the 40 s wait
+
+
+@pytest.mark.whatsinfinity_emulator(rate_limit=1, rate_window=10.0, typing_delay=0.0)
+def test_after_an_unknown_outcome_a_session_waiting_out_a_refusal_sends_nobody(
+    whatsinfinity_emulator, monkeypatch
+):
+    conn_ids = sessions(whatsinfinity_emulator, monkeypatch, "alpha", "beta")
+    whatsinfinity_emulator.add_fault("/send", "delay", seconds=0.5, times=1, bodyContains=RECIPIENTS[0])
+    whatsinfinity_emulator.add_fault("/send", "after", then="drop", times=1, bodyContains=RECIPIENTS[2])
+    with pytest.raises(Exception, match="outcome unknown"):
+        send(conn_ids, Store(), TI())
+    assert sent(whatsinfinity_emulator)[RECIPIENTS[3]] == 0  # beta's second: not attempted
+
+
+@pytest.mark.parametrize("case", ["a disabled one", "both"])
+def test_sessions_refused_for_ever_end_the_task_instead_of_handing_recipients_back_and_forth(
+    whatsinfinity_emulator, monkeypatch, case
+):
+    conn_ids = sessions(whatsinfinity_emulator, monkeypatch, "alpha", "beta")
+    whatsinfinity_emulator.add_fault(
+        "/send", "status", status=429, retryAfter=1, rate=1.0, bodyContains="alpha-session"
+    )
+    if case == "a disabled one":
+        whatsinfinity_emulator.disable("beta-session")
+    else:
+        for number in (RECIPIENTS[0], RECIPIENTS[3]):
+            whatsinfinity_emulator.add_fault(
+                "/send", "status", status=429, retryAfter=1, rate=1.0, bodyContains=number
+            )
+    with pytest.raises(RateLimitedError):  # transient: the task's retries apply
+        run_with_deferrals(conn_ids, Store(), TI(), limit=22, deferrable=True, defer_threshold=0.5)
+
+
+def test_a_dry_run_over_a_session_with_a_wrong_key_fails_instead_of_handing_over(
+    whatsinfinity_emulator, monkeypatch
+):
+    conn_ids = sessions(whatsinfinity_emulator, monkeypatch, "alpha", "beta")
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_WI_ALPHA",
+        connection_json(whatsinfinity_emulator.url, "alpha-session", "stale-key-0123456789"),
+    )
+    with pytest.raises(AirflowFailException, match="AuthenticationError"):
+        send(conn_ids, Store(), TI(), dry_run=True)

@@ -322,7 +322,7 @@ def run(
     where.notes += [
         "window opened late = next window's first delivery - this window's first - window, per session and "
         "window; 10 sends = first to last delivery in a window; client jitter = pause slept - retryAfter "
-        "(retries.py: uniform(0, min(0.5, 0.05 * retryAfter + 0.05))); rest = late - sends - jitter: the "
+        "(retries.py: uniform(0, min(0.25, 0.02 * retryAfter + 0.02))); rest = late - sends - jitter: the "
         "refused 11th request, the wake-up and the next request's trip",
         "retryAfter is whole seconds until the window ends, counted from the refused send: waiting it from "
         "there lands past the window's end by the time the window's sends took (it rounds up)",

@@ -46,16 +46,29 @@ def recipients_of(to: Any) -> tuple[list[str | int], bool]:
         does a list rendered to text by a template (``"['919999999999', '447700900123']"``) when the
         DAG does not render native objects.
     """
-    if isinstance(to, str) and to.strip().startswith("["):
-        try:
-            to = ast.literal_eval(to.strip())
-        except (ValueError, SyntaxError):
-            raise AirflowFailException(f"'to' looks like a list but is not one: {to[:100]!r}") from None
+    to = list_from_text(to, "'to'")
     if isinstance(to, Sequence) and not isinstance(to, str):  # lists, tuples, XCom sequences
         return list(to), True
     if isinstance(to, str) and "," in to:
         return [part.strip() for part in to.split(",") if part.strip()], True
     return [to], False
+
+
+def list_from_text(value: Any, name: str) -> Any:
+    """
+    Read back a list that a template rendered to text (``"['a', 'b']"``); anything else as it is.
+
+    A DAG that does not render native objects turns a templated list into its text.
+
+    :param value: The rendered value.
+    :param name: What it is, for the error when it looks like a list but is not one.
+    """
+    if isinstance(value, str) and value.strip().startswith("["):
+        try:
+            return ast.literal_eval(value.strip())
+        except (ValueError, SyntaxError):
+            raise AirflowFailException(f"{name} looks like a list but is not one: {value[:100]!r}") from None
+    return value
 
 
 def raise_for_task(error: WhatsInfinityError) -> NoReturn:

@@ -29,7 +29,6 @@ The hook and the client are imported only when a task runs, to keep DAG parsing 
 
 from __future__ import annotations
 
-import ast
 import time
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, NoReturn, cast
@@ -47,7 +46,13 @@ from airflow_provider_whatsinfinity.exceptions import (
 from airflow_provider_whatsinfinity.media_urls import SIGNED_URL_EXPIRY, public_url_for
 from airflow_provider_whatsinfinity.operators.base import WhatsInfinityBaseOperator
 from airflow_provider_whatsinfinity.spec import DEFAULT_CONN_ID
-from airflow_provider_whatsinfinity.task_helpers import as_bool, raise_for_task, recipients_of, run_in_task
+from airflow_provider_whatsinfinity.task_helpers import (
+    as_bool,
+    list_from_text,
+    raise_for_task,
+    recipients_of,
+    run_in_task,
+)
 
 if TYPE_CHECKING:
     import asyncio
@@ -144,8 +149,6 @@ class _Session:
         self.send = send
         #: ``(number in the list, send)`` still to make through this session, in list order.
         self.queue: list[tuple[int, PlannedSend]] = []
-        #: Sends handed over by a failed session: the send's key -> that session's connection.
-        self.handed: dict[str, str] = {}
         #: Why it cannot send at all (a send over several sessions: its recipients went to others).
         self.failed: WhatsInfinityError | None = None
         #: The error that stopped it, for the task to fail on (transient: ``retries`` apply).
@@ -214,14 +217,7 @@ class _SendOperator(WhatsInfinityBaseOperator):
 
         A list rendered to text by a template (``"['wi_a', 'wi_b']"``) is read as the list.
         """
-        given: Any = self.whatsinfinity_conn_id
-        if isinstance(given, str) and given.strip().startswith("["):
-            try:
-                given = ast.literal_eval(given.strip())
-            except (ValueError, SyntaxError):
-                raise AirflowFailException(
-                    f"whatsinfinity_conn_id looks like a list but is not one: {given[:100]!r}"
-                ) from None
+        given = list_from_text(self.whatsinfinity_conn_id, "whatsinfinity_conn_id")
         if isinstance(given, str):
             ids, many = [given], False
         elif isinstance(given, (list, tuple)):
@@ -369,11 +365,7 @@ class _SendOperator(WhatsInfinityBaseOperator):
                     "it (outcome unknown); not sent again"
                 )
             else:
-                session = sessions[sessions_of[planned]]
-                session.queue.append((number, planned))
-                handed_from = record.handed_from(planned)
-                if handed_from is not None:
-                    session.handed[planned.key] = handed_from
+                sessions[sessions_of[planned]].queue.append((number, planned))
         if skipped:
             self.log.info(
                 "Skipping %d of %d recipients: already sent (by an earlier try, or before a deferral)",
@@ -551,14 +543,16 @@ class _SendOperator(WhatsInfinityBaseOperator):
         if not receivers:
             failed.stopped = failed.failed
             return
+        load = {session.conn_id: len(session.queue) for session in receivers}
         moved: dict[PlannedSend, str] = {}
-        for number, planned in failed.queue:
-            receiver = min(receivers, key=lambda session: len(session.queue))
-            receiver.queue.append((number, planned))
-            receiver.handed[planned.key] = failed.conn_id
-            moved[planned] = receiver.conn_id
-        failed.queue.clear()
+        for _, planned in failed.queue:
+            moved[planned] = min(load, key=load.__getitem__)
+            load[moved[planned]] += 1
+        # Recorded before any receiver has them: a write that fails hands nobody over.
         record.assign(moved, failed=failed.conn_id, failure=_described(failed.failed))
+        for number, planned in failed.queue:
+            sessions[moved[planned]].queue.append((number, planned))
+        failed.queue.clear()
         self.log.warning(
             "Handed %d recipients of connection %r over to %s",
             len(moved),
@@ -767,8 +761,9 @@ class _SendOperator(WhatsInfinityBaseOperator):
             session.in_flight = False  # no await until the answer is recorded: nothing cancels it now
         if several:
             result["whatsinfinity_conn_id"] = session.conn_id
-            if planned.key in session.handed:
-                result["reassigned_from"] = session.handed[planned.key]
+            handed_from = record.handed_from(planned)
+            if handed_from is not None:
+                result["reassigned_from"] = handed_from
         record.mark_sent(planned, result)
         self.log.info(
             "%s %s to %s (messageId %s, requestId %s%s)",

@@ -119,6 +119,17 @@ class _ClientBase(_Api):
         """
         self._api_key = check_api_key(api_key)
 
+    def copy(self) -> Self:
+        """Return a client with the same settings and key, and a connection pool of its own."""
+        return type(self)(
+            session_id=self.session_id,
+            api_key=self._api_key,
+            base_url=self.base_url,
+            timeout=self.timeout,
+            retry=self.retry,
+            transport=self._transport,
+        )
+
     def _client_options(self) -> dict[str, Any]:
         """Return what both httpx clients are built with: one SSL context for all, this client's timeout."""
         return {

@@ -49,12 +49,12 @@ import weakref
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, NamedTuple
 
-from airflow_provider_whatsinfinity.client import AsyncWhatsInfinityClient
 from airflow_provider_whatsinfinity.validation import redact_url
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
+    from airflow_provider_whatsinfinity.client import AsyncWhatsInfinityClient
     from airflow_provider_whatsinfinity.hooks.whatsinfinity import WhatsInfinityHook
     from airflow_provider_whatsinfinity.models import SessionStatus
     from airflow_provider_whatsinfinity.retries import RetrySettings
@@ -209,7 +209,7 @@ class SessionCheckCache:
         """
         entry = self._entries.get(key)
         if entry is None:
-            entry = self._entries[key] = _Entry(_copy(client))
+            entry = self._entries[key] = _Entry(client.copy())
         entry.subscribers += 1
 
     async def unsubscribe(self, key: CheckKey) -> None:
@@ -276,17 +276,6 @@ class SessionCheckCache:
         entry = self._entries.get(key)
         if failed and entry is not None and entry.latest is request:
             entry.latest = None
-
-
-def _copy(client: AsyncWhatsInfinityClient) -> AsyncWhatsInfinityClient:
-    """Return a client with ``client``'s settings and a pool of its own (opened on first request)."""
-    return AsyncWhatsInfinityClient(
-        session_id=client.session_id,
-        api_key=client._api_key,
-        base_url=client.base_url,
-        timeout=client.timeout,
-        retry=client.retry,
-    )
 
 
 class SharedSessionCheck:

@@ -43,3 +43,23 @@ def test_a_sync_client_reuses_its_pool(whatsinfinity_emulator):
         client.check_session()
         assert client._http is pool
     assert pool.is_closed
+
+
+def test_a_copy_has_the_same_settings_and_key_and_a_pool_of_its_own(linked):
+    async def check() -> None:
+        original = AsyncWhatsInfinityClient(session_id=SESSION, api_key=KEY, base_url=linked.url, timeout=7)
+        copy = original.copy()
+        assert (copy.session_id, copy.base_url, copy.timeout, copy.retry) == (
+            SESSION,
+            linked.url,
+            7,
+            original.retry,
+        )
+        assert (await copy.check_session()).is_ready  # the key went with it
+        await original.check_session()
+        assert copy._http is not original._http
+        await copy.aclose()
+        assert (await original.check_session()).is_ready  # closing the copy leaves the original's pool
+        await original.aclose()
+
+    asyncio.run(check())
